@@ -22,6 +22,7 @@ struct dt_config {
 	long connect_timeout_ms; /* 0: 5000 */
 	long request_timeout_ms; /* overall deadline of one request, 0: 30000 */
 	int max_retries;         /* for 429/5xx/connect errors within the deadline; <0: 0, 0: default 2 */
+	long wait_timeout_ms;    /* state waits of create, actions, delete; 0: 120000 */
 };
 
 /* Every failure: a positive errno that fits, the HTTP status (0 if none) and a sentence. */
@@ -29,6 +30,12 @@ struct dt_error {
 	int err;
 	int http_status;
 	char message[512];
+	/*
+	 * True only when no HTTP answer came: connection refused or reset, DNS,
+	 * TLS, or no answer before the deadline. False for answers (any
+	 * http_status), malformed answers, state-wait timeouts, EINTR, bad input.
+	 */
+	bool transport;
 };
 
 struct dt_client;

@@ -1,0 +1,136 @@
+/*
+ * What the modules of the client library share among themselves (and with
+ * the unit tests): the request engine of client.c, the error helpers of
+ * error.c, the DTO parsers of dto.c and the state waits. Not for the FUSE
+ * side: it codes against daytona.h only.
+ */
+#ifndef QUAVER_DT_INTERNAL_H
+#define QUAVER_DT_INTERNAL_H
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "buf.h"
+#include "daytona.h"
+
+/* Hostile-input bounds: a bigger answer is refused with EIO. */
+#define DT_MAX_RESPONSE (64u << 20)
+#define DT_MAX_ITEMS 100000
+/* Longest raw body quoted in an error message. */
+#define DT_MAX_QUOTED_BODY 200
+
+#define DT_SDK_VERSION "0.218.0"
+#define DT_SOURCE "quaverfs"
+
+/* Defaults for the zero values of struct dt_config. */
+#define DT_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DT_DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define DT_DEFAULT_WAIT_TIMEOUT_MS 120000
+#define DT_DEFAULT_MAX_RETRIES 2
+
+/* Poll cadence of the state waits: 100 ms, x1.5 per poll, at most 1 s. */
+#define DT_POLL_FIRST_MS 100
+#define DT_POLL_MAX_MS 1000
+
+/* Public entry points accept err == NULL: errors then go to a scratch struct. */
+#define DT_ERR_GUARD(err)                                                                          \
+	struct dt_error err##_scratch_;                                                            \
+	if (!(err))                                                                                \
+	(err) = &err##_scratch_
+
+enum dt_method { DT_GET, DT_POST, DT_PUT, DT_DELETE };
+
+struct dt_response {
+	long status;     /* 0 when no HTTP answer came */
+	struct buf body; /* the answer body, at most DT_MAX_RESPONSE */
+};
+
+/*
+ * One HTTP exchange with the API: @path is relative to api_url and already
+ * percent-encoded (build it with dt_path_*), @body is JSON or NULL.
+ * Retries 429/502/503/504 for GET/PUT/DELETE and connect failures for any
+ * method, with backoff, inside one overall deadline. Returns 0 for a 2xx
+ * answer; otherwise -errno with @err filled ("@what: reason"). @resp (may
+ * be NULL) keeps the status and body either way; free it with
+ * dt_response_free.
+ */
+int dt_call(struct dt_client *c, enum dt_method method, const char *path, const char *body,
+	    const char *what, struct dt_response *resp, struct dt_error *err);
+void dt_response_free(struct dt_response *resp);
+
+/*
+ * dt_call plus JSON parsing of the answer. *out is NULL for an empty body.
+ * A body that is not JSON fails with EIO.
+ */
+int dt_call_json(struct dt_client *c, enum dt_method method, const char *path, const char *body,
+		 const char *what, cJSON **out, struct dt_error *err);
+
+/* Parses a JSON answer (bounded); EIO with @err filled when it is not JSON. */
+int dt_parse_json(const char *text, size_t len, const char *what, cJSON **out,
+		  struct dt_error *err);
+
+/* Appends "/" and the percent-encoded @segment; "", "." and ".." are EINVAL. */
+int dt_path_segment(struct buf *b, const char *segment);
+/* Appends "?key=value" or "&key=value", the value percent-encoded. */
+int dt_path_query(struct buf *b, const char *key, const char *value);
+/* Builds a path from segments: dt_path(&b, "sandbox", id, "start", NULL). */
+int dt_path(struct buf *b, ...) __attribute__((sentinel));
+
+/* Cancellation of the calling thread (dt_set_cancel_hook). */
+bool dt_cancelled(void);
+/* Sleeps @ms in slices of at most 100 ms; -EINTR once cancelled. */
+int dt_sleep_ms(long ms);
+
+long dt_wait_timeout_ms(const struct dt_client *c);
+const char *dt_client_target(const struct dt_client *c);
+
+/* Fills @err with errno @e, status @status and "@what: <fmt>". Returns -e. */
+int dt_error_set(struct dt_error *err, int e, int status, const char *what, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* Maps a libcurl failure to errno and message; @url is shown without the query. */
+int dt_error_from_curl(struct dt_error *err, CURLcode code, const char *curl_message,
+		       const char *url, long timeout_ms, bool too_large, const char *what);
+/* The reason phrase of an HTTP status ("Not Found"), or "HTTP error". */
+const char *dt_reason_phrase(int status);
+
+/* DTO parsers: tolerant of missing, null, wrong-typed and unknown fields. */
+int dt_sandbox_from_json(const cJSON *o, struct dt_sandbox *out);
+int dt_volume_from_json(const cJSON *o, struct dt_volume *out);
+int dt_snapshot_from_json(const cJSON *o, struct dt_snapshot *out);
+/* Pretty-printed copy with secret-looking fields replaced by "***". */
+char *dt_json_redacted(const cJSON *o);
+/* True for keys that name a secret (token, secret, password, api key, authorization). */
+bool dt_key_is_secret(const char *key);
+/* The string member @name, or NULL when absent, null or not a string. */
+const char *dt_json_string(const cJSON *o, const char *name);
+/* A {"k":"v"} object from @kv, NULL on ENOMEM. */
+cJSON *dt_kv_to_json(const struct dt_kv *kv, size_t n);
+
+/* What a sandbox wait waits for. */
+struct dt_wait {
+	const char *const *targets; /* NULL-terminated states that end the wait, or NULL */
+	const char *leave_state;    /* or: the wait ends once the state is no longer this */
+	bool ignore_error_state;    /* "error" is not final (a delete of a broken sandbox) */
+	long timeout_ms;            /* <= 0: the client's wait timeout */
+	const char *what;           /* for messages: "stop sandbox demo" */
+};
+/*
+ * Polls GET /sandbox/{id} (100 ms, x1.5, at most 1 s). A 404 ends a wait
+ * that accepts "destroyed" (out->state is then "destroyed") and is ENOENT
+ * otherwise; "error"/"build_failed" fail with EIO and errorReason.
+ */
+int dt_sandbox_wait_for(struct dt_client *c, const char *id, const struct dt_wait *w,
+			struct dt_sandbox *out, struct dt_error *err);
+/* Snapshot wait; @missing_ok keeps polling through 404 (a snapshot not yet recorded). */
+int dt_snapshot_wait_for(struct dt_client *c, const char *id_or_name, long timeout_ms,
+			 bool missing_ok, const char *what, struct dt_snapshot *out,
+			 struct dt_error *err);
+
+/* A poll interval after @delay: x1.5, capped at DT_POLL_MAX_MS. */
+static inline long dt_next_poll_ms(long delay)
+{
+	delay = delay + delay / 2;
+	return delay > DT_POLL_MAX_MS ? DT_POLL_MAX_MS : delay;
+}
+
+#endif
