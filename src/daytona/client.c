@@ -618,6 +618,9 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 		resp->status = 0;
 		prepare(c, conn, method, url.data, body, left > 1 ? (long)left : 1, &sink, errbuf);
 		code = conn_run(conn);
+		/* The pooled handle must not keep pointers into this stack frame. */
+		curl_easy_setopt(conn->easy, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(conn->easy, CURLOPT_WRITEDATA, NULL);
 		if (code == CURLE_OK) {
 			curl_easy_getinfo(conn->easy, CURLINFO_RESPONSE_CODE, &resp->status);
 			curl_easy_getinfo(conn->easy, CURLINFO_RETRY_AFTER, &retry_after);
@@ -638,8 +641,13 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 					   sink.too_large, what);
 		rc = -err->err;
 
+		/*
+		 * 429 means the server refused before doing anything (RFC 6585), so
+		 * even a POST may repeat it; a 5xx after a POST may hide work done.
+		 */
 		retry = attempt <= c->max_retries &&
-			((code == CURLE_OK && idempotent && retryable_status(resp->status)) ||
+			((code == CURLE_OK && resp->status == 429) ||
+			 (code == CURLE_OK && idempotent && retryable_status(resp->status)) ||
 			 connect_failure(code) || (idempotent && transfer_failure(code)));
 		if (!retry)
 			goto out;

@@ -48,8 +48,8 @@ struct dt_response {
 /*
  * One HTTP exchange with the API: @path is relative to api_url and already
  * percent-encoded (build it with dt_path_*), @body is JSON or NULL.
- * Retries 429/502/503/504 for GET/PUT/DELETE and connect failures for any
- * method, with backoff, inside one overall deadline. Returns 0 for a 2xx
+ * Retries 429/502/503/504 for GET/PUT/DELETE, and 429 and connect failures
+ * for any method, with backoff, inside one overall deadline. Returns 0 for a 2xx
  * answer; otherwise -errno with @err filled ("@what: reason"). @resp (may
  * be NULL) keeps the status and body either way; free it with
  * dt_response_free.

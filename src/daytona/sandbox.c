@@ -640,6 +640,8 @@ int dt_sandbox_set_interval(struct dt_client *c, const char *id, enum dt_interva
 	snprintf(what, sizeof(what), "set %s of sandbox %s", names[which], id ? id : "");
 	snprintf(suffix, sizeof(suffix), "/%s/%d", names[which], minutes);
 	rc = post_sandbox(c, id, suffix, NULL, what, out, err);
+	if (!rc && out != &scratch)
+		refresh_proxy_url(c, out);
 	if (out == &scratch)
 		dt_sandbox_clear(&scratch);
 	return rc;

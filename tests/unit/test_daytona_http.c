@@ -437,6 +437,11 @@ static void test_retries(void)
 	CHECK(dt_sandbox_action(c, "sb1", DT_START, &s, &err) == -EIO, "POST on 503");
 	CHECK(g_requests == 1, "POST was retried: %d", (int)g_requests);
 
+	/* ...but a 429 is: the server did nothing. */
+	scenario(h_429);
+	CHECK(dt_sandbox_action(c, "sb1", DT_START, &s, &err) == -EAGAIN, "POST on 429");
+	CHECK(g_requests == 3, "POST on 429 tries: %d", (int)g_requests);
+
 	/* Retry-After is honoured, within the deadline. */
 	scenario(h_429);
 	t0 = now_mono_ms();
