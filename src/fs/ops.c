@@ -1,0 +1,810 @@
+/*
+ * The FUSE side: each operation finds its node in the inode table, asks the
+ * core, replies exactly once, and tells the kernel what changed. errno
+ * values cross here and nowhere else. Every request that may wait on the
+ * backend runs with a cancel hook, so a FUSE interrupt (Ctrl-C) ends it.
+ */
+#include "ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "log.h"
+#include "util.h"
+
+#define ENTRY_TIMEOUT 1.0
+#define ATTR_TIMEOUT 1.0
+#define NEGATIVE_TIMEOUT 1.0
+/* Probe names never exist here: the kernel may remember that for long. */
+#define PROBE_TIMEOUT 3600.0
+
+static struct fuse_session *session;
+
+void ops_set_session(struct fuse_session *se)
+{
+	session = se;
+}
+
+static struct qfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* ---- interrupts --------------------------------------------------------- */
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	(void)req;
+	(void)data;
+	log_debug("request interrupted");
+}
+
+static bool req_cancelled(void *arg)
+{
+	return fuse_req_interrupted((fuse_req_t)arg) != 0;
+}
+
+/* Between these two, a backend call or wait on this thread ends with EINTR on an interrupt. */
+static void scope_begin(fuse_req_t req)
+{
+	fuse_req_interrupt_func(req, on_interrupt, NULL);
+	core_set_cancel(req_cancelled, req);
+}
+
+static void scope_end(fuse_req_t req)
+{
+	core_set_cancel(NULL, NULL);
+	fuse_req_interrupt_func(req, NULL, NULL);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static bool get_node(fuse_req_t req, fuse_ino_t ino, struct node_info *n)
+{
+	if (itable_get(fs_of(req)->itab, ino, n))
+		return true;
+	fuse_reply_err(req, ESTALE);
+	return false;
+}
+
+/* Tells the kernel to drop what a change made stale. Never called holding a lock. */
+static void apply_changes(struct qfs *fs, const struct core_changes *ch)
+{
+	uint64_t inos[64];
+
+	if (!session)
+		return;
+	for (size_t i = 0; i < ch->nentries; i++) {
+		fuse_ino_t parent = itable_peek(fs->itab, &ch->entries[i].dir);
+		const char *name = ch->entries[i].name;
+
+		fuse_lowlevel_notify_inval_entry(session, parent, name, strlen(name));
+	}
+	for (size_t i = 0; i < ch->nobjs; i++) {
+		size_t n = itable_inos_of(fs->itab, ch->objs[i], inos, ARRAY_SIZE(inos));
+
+		for (size_t j = 0; j < n; j++)
+			fuse_lowlevel_notify_inval_inode(session, inos[j], -1, 0);
+	}
+	if (ch->root_error) {
+		struct node_info err_node;
+
+		node_make(&err_node, NK_ROOT_ERROR, "", "", NULL);
+		fuse_lowlevel_notify_inval_inode(session, itable_peek(fs->itab, &err_node), -1, 0);
+	}
+}
+
+static void child_path(const struct node_info *dir, const char *name, char *out, size_t size)
+{
+	char dir_path[600];
+
+	node_path(dir, dir_path, sizeof(dir_path));
+	if (dir->kind == NK_ROOT)
+		snprintf(out, size, "%s", name);
+	else
+		snprintf(out, size, "%s/%s", dir_path, name);
+}
+
+/*
+ * Replies a failure. Reads that fail for other reasons than a missing name
+ * or an interrupt leave their reason in the root error node and the log too.
+ */
+static void reply_read_failure(fuse_req_t req, const char *path, int ret,
+			       const struct dt_error *err)
+{
+	struct qfs *fs = fs_of(req);
+
+	if (ret != -ENOENT && ret != -EINTR) {
+		struct core_changes ch = {0};
+
+		core_record_failure(fs, path, "", err, &ch);
+		apply_changes(fs, &ch);
+	}
+	fuse_reply_err(req, -ret);
+}
+
+/* Replies a failed change after recording it: root error, object error, log. */
+static void reply_change_failure(fuse_req_t req, const char *path, const char *obj_id,
+				 struct core_changes *ch, int ret, const struct dt_error *err)
+{
+	struct qfs *fs = fs_of(req);
+
+	core_record_failure(fs, path, obj_id, err, ch);
+	apply_changes(fs, ch);
+	fuse_reply_err(req, -ret);
+}
+
+/* Fills @e for @child (counting a lookup) from its attributes. */
+static int make_entry(struct qfs *fs, struct node_info *child, struct fuse_entry_param *e,
+		      struct dt_error *err)
+{
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	child->ino = itable_peek(fs->itab, child);
+	ret = core_getattr(fs, child, &e->attr, err);
+	if (ret < 0)
+		return ret;
+	if (itable_ref(fs->itab, child) < 0)
+		return core_fail(err, ENOMEM, "out of memory");
+	e->ino = child->ino;
+	e->attr.st_ino = child->ino;
+	e->attr_timeout = ATTR_TIMEOUT;
+	e->entry_timeout = ENTRY_TIMEOUT;
+	return 0;
+}
+
+static void reply_negative(fuse_req_t req, double timeout)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = timeout;
+	fuse_reply_entry(req, &e);
+}
+
+/* Names in labels/ and env/ are data: a probe name there may be real. */
+static bool probes_answered_locally(const struct node_info *dir)
+{
+	return dir->kind != NK_SB_LABELS && dir->kind != NK_SB_ENVDIR;
+}
+
+/* ---- the operations ----------------------------------------------------- */
+
+static void qfs_init_op(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Listings carry attributes at no extra cost: always use readdirplus. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC);
+}
+
+static void qfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct qfs *fs = fs_of(req);
+	struct node_info dir, child;
+	struct fuse_entry_param e;
+	struct dt_error err = {0};
+	char path[1024];
+	int ret;
+
+	if (!get_node(req, parent, &dir))
+		return;
+	if (name_is_probe(name) && probes_answered_locally(&dir)) {
+		reply_negative(req, PROBE_TIMEOUT);
+		return;
+	}
+	child_path(&dir, name, path, sizeof(path));
+	log_debug("lookup %s", path);
+	scope_begin(req);
+	ret = core_lookup(fs, &dir, name, &child, &err);
+	if (ret == 0)
+		ret = make_entry(fs, &child, &e, &err);
+	scope_end(req);
+	if (ret == -ENOENT)
+		reply_negative(req, NEGATIVE_TIMEOUT);
+	else if (ret < 0)
+		reply_read_failure(req, path, ret, &err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void qfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	itable_forget(fs_of(req)->itab, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void qfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		itable_forget(fs_of(req)->itab, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void qfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	struct node_info n;
+	struct stat st;
+	char path[1024];
+	int ret;
+
+	(void)fi;
+	if (!get_node(req, ino, &n))
+		return;
+	node_path(&n, path, sizeof(path));
+	log_debug("getattr %s", path);
+	scope_begin(req);
+	ret = core_getattr(fs, &n, &st, &err);
+	scope_end(req);
+	if (ret < 0)
+		reply_read_failure(req, path, ret, &err);
+	else
+		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			struct fuse_file_info *fi)
+{
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	struct node_info n;
+	struct stat st;
+	char path[1024];
+	int ret;
+
+	(void)attr;
+	(void)fi;
+	if (!get_node(req, ino, &n))
+		return;
+	node_path(&n, path, sizeof(path));
+	log_debug("setattr %s 0x%x", path, to_set);
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* `echo x > file` truncates first: a no-op on a control file. */
+		if (kind_is_dir(n.kind)) {
+			fuse_reply_err(req, EISDIR);
+			return;
+		}
+		if (!kind_is_writable(n.kind)) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+	}
+	/* Times cannot be set; touch succeeds and changes nothing. */
+	scope_begin(req);
+	ret = core_getattr(fs, &n, &st, &err);
+	scope_end(req);
+	if (ret < 0)
+		reply_read_failure(req, path, ret, &err);
+	else
+		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+}
+
+static void qfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	struct node_info n;
+	char target[NODE_NAME_MAX], path[1024];
+	int ret;
+
+	if (!get_node(req, ino, &n))
+		return;
+	node_path(&n, path, sizeof(path));
+	log_debug("readlink %s", path);
+	scope_begin(req);
+	ret = core_readlink(fs, &n, target, sizeof(target), &err);
+	scope_end(req);
+	if (ret < 0)
+		reply_read_failure(req, path, ret, &err);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+static void qfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	struct node_info dir, child;
+	struct fuse_entry_param e;
+	char path[1024];
+	int ret;
+
+	(void)mode;
+	if (!get_node(req, parent, &dir))
+		return;
+	child_path(&dir, name, path, sizeof(path));
+	log_debug("mkdir %s", path);
+	if (name_is_probe(name)) {
+		core_fail(&err, EINVAL, "'%s' is a name file managers probe for; use another",
+			  name);
+		reply_change_failure(req, path, "", &ch, -EINVAL, &err);
+		return;
+	}
+	scope_begin(req);
+	ret = core_mkdir(fs, &dir, name, &child, &ch, &err);
+	if (ret == 0)
+		ret = make_entry(fs, &child, &e, &err);
+	scope_end(req);
+	if (ret < 0) {
+		reply_change_failure(req, path, "", &ch, ret, &err);
+		return;
+	}
+	log_info("%s: created", path);
+	apply_changes(fs, &ch);
+	fuse_reply_entry(req, &e);
+}
+
+static void qfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	struct node_info dir;
+	char path[1024];
+	int ret;
+
+	if (!get_node(req, parent, &dir))
+		return;
+	child_path(&dir, name, path, sizeof(path));
+	log_debug("rmdir %s", path);
+	scope_begin(req);
+	ret = core_rmdir(fs, &dir, name, &ch, &err);
+	scope_end(req);
+	if (ret < 0) {
+		reply_change_failure(req, path, "", &ch, ret, &err);
+		return;
+	}
+	log_info("%s: deleted", path);
+	apply_changes(fs, &ch);
+	fuse_reply_err(req, 0);
+}
+
+static void qfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	struct node_info dir;
+	char path[1024];
+	int ret;
+
+	if (!get_node(req, parent, &dir))
+		return;
+	child_path(&dir, name, path, sizeof(path));
+	log_debug("unlink %s", path);
+	scope_begin(req);
+	ret = core_unlink(fs, &dir, name, &ch, &err);
+	scope_end(req);
+	if (ret < 0) {
+		reply_change_failure(req, path, dir.obj_id, &ch, ret, &err);
+		return;
+	}
+	core_clear_failure(fs, dir.obj_id, &ch);
+	apply_changes(fs, &ch);
+	fuse_reply_err(req, 0);
+}
+
+static void qfs_refuse(fuse_req_t req, const char *what)
+{
+	log_debug("%s: refused", what);
+	fuse_reply_err(req, EPERM);
+}
+
+static void qfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		       const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	qfs_refuse(req, "rename");
+}
+
+static void qfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	(void)name;
+	qfs_refuse(req, "symlink");
+}
+
+static void qfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	qfs_refuse(req, "link");
+}
+
+static void qfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	qfs_refuse(req, "mknod");
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+struct open_file {
+	struct node_info node;
+	struct buf content; /* rendered at open for reading */
+	bool created;	    /* made by create(), not written yet */
+};
+
+static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	struct open_file *fh;
+	struct node_info n;
+	char path[1024];
+	int acc = fi->flags & O_ACCMODE;
+	int ret = 0;
+
+	if (!get_node(req, ino, &n))
+		return;
+	node_path(&n, path, sizeof(path));
+	log_debug("open %s 0%o", path, fi->flags);
+	if (kind_is_dir(n.kind)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	/* Even root may not write a read-only node. */
+	if (acc != O_RDONLY && !kind_is_writable(n.kind)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	fh = calloc(1, sizeof(*fh));
+	if (!fh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fh->node = n;
+	if (acc != O_WRONLY) {
+		scope_begin(req);
+		ret = core_read(fs, &n, &fh->content, &err);
+		scope_end(req);
+	}
+	if (ret < 0) {
+		buf_free(&fh->content);
+		free(fh);
+		reply_read_failure(req, path, ret, &err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		buf_free(&fh->content);
+		free(fh);
+	}
+}
+
+static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       struct fuse_file_info *fi)
+{
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	struct node_info dir, child;
+	struct fuse_entry_param e;
+	struct open_file *fh;
+	char path[1024];
+	int ret;
+
+	(void)mode;
+	if (!get_node(req, parent, &dir))
+		return;
+	child_path(&dir, name, path, sizeof(path));
+	log_debug("create %s", path);
+	fh = calloc(1, sizeof(*fh));
+	if (!fh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	scope_begin(req);
+	ret = core_create(fs, &dir, name, &child, &ch, &err);
+	if (ret == 0) {
+		ret = make_entry(fs, &child, &e, &err);
+		if (ret < 0)
+			core_label_pending_drop(fs, child.obj_id, child.name);
+	}
+	scope_end(req);
+	if (ret < 0) {
+		free(fh);
+		reply_change_failure(req, path, dir.obj_id, &ch, ret, &err);
+		return;
+	}
+	fh->node = child;
+	fh->created = true;
+	fi->fh = (uint64_t)(uintptr_t)fh;
+	fi->direct_io = 1;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		core_label_pending_drop(fs, child.obj_id, child.name);
+		free(fh);
+	}
+}
+
+static void qfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (off < 0 || (size_t)off >= fh->content.len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > fh->content.len - (size_t)off)
+		size = fh->content.len - (size_t)off;
+	fuse_reply_buf(req, fh->content.data + off, size);
+}
+
+static void qfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	char path[1024];
+	int ret;
+
+	(void)ino;
+	(void)off; /* one command per write, wherever it lands */
+	node_path(&fh->node, path, sizeof(path));
+	log_debug("write %s %zu bytes", path, size);
+	scope_begin(req);
+	ret = core_write(fs, &fh->node, buf, size, &ch, &err);
+	scope_end(req);
+	if (fh->created) {
+		/* Written or failed: either way close() has nothing more to create. */
+		fh->created = false;
+		if (ret < 0)
+			core_label_pending_drop(fs, fh->node.obj_id, fh->node.name);
+	}
+	if (ret < 0) {
+		reply_change_failure(req, path, fh->node.obj_id, &ch, ret, &err);
+		return;
+	}
+	apply_changes(fs, &ch);
+	fuse_reply_write(req, size);
+}
+
+/* close(): a label created and never written becomes an empty label; its failure is close's. */
+static void qfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+	struct qfs *fs = fs_of(req);
+	struct core_changes ch = {0};
+	struct dt_error err = {0};
+	char path[1024];
+	int ret;
+
+	(void)ino;
+	if (!fh->created) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	fh->created = false;
+	node_path(&fh->node, path, sizeof(path));
+	scope_begin(req);
+	ret = core_finish_create(fs, &fh->node, &ch, &err);
+	scope_end(req);
+	if (ret < 0) {
+		reply_change_failure(req, path, fh->node.obj_id, &ch, ret, &err);
+		return;
+	}
+	apply_changes(fs, &ch);
+	fuse_reply_err(req, 0);
+}
+
+static void qfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (fh->created)
+		core_label_pending_drop(fs_of(req), fh->node.obj_id, fh->node.name);
+	buf_free(&fh->content);
+	free(fh);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+struct dir_handle {
+	struct node_info dir;
+	struct node_info *entries;
+	size_t n;
+};
+
+static void qfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	struct dir_handle *dh;
+	struct node_info n;
+	char path[1024];
+	int ret;
+
+	if (!get_node(req, ino, &n))
+		return;
+	node_path(&n, path, sizeof(path));
+	log_debug("opendir %s", path);
+	if (!kind_is_dir(n.kind)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	dh = calloc(1, sizeof(*dh));
+	if (!dh) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	dh->dir = n;
+	scope_begin(req);
+	ret = core_list(fs, &n, &dh->entries, &dh->n, &err);
+	scope_end(req);
+	if (ret < 0) {
+		free(dh);
+		reply_read_failure(req, path, ret, &err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)dh;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(dh->entries);
+		free(dh);
+	}
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct qfs *fs = fs_of(req);
+	struct dt_error err = {0};
+	char *buf = calloc(1, size);
+	size_t used = 0;
+	int ret = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	scope_begin(req);
+	for (off_t i = off; i < (off_t)dh->n + 2; i++) {
+		struct fuse_entry_param e;
+		const char *name;
+		size_t want;
+
+		memset(&e, 0, sizeof(e));
+		if (i < 2) {
+			/* "." and "..": no lookup is counted for them. */
+			name = i == 0 ? "." : "..";
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			struct node_info *entry = &dh->entries[i - 2];
+
+			name = entry->name;
+			if (plus) {
+				ret = make_entry(fs, entry, &e, &err);
+				if (ret == -ENOENT) {
+					ret = 0; /* gone since the listing */
+					continue;
+				}
+				if (ret < 0)
+					break;
+			} else {
+				e.attr.st_ino = itable_peek(fs->itab, entry);
+				e.attr.st_mode = kind_info(entry->kind)->mode;
+			}
+		}
+		if (plus)
+			want = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
+		else
+			want = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+						 i + 1);
+		if (want > size - used) {
+			/* Does not fit: the kernel never sees it, so it was not looked up. */
+			if (plus && e.ino)
+				itable_forget(fs->itab, e.ino, 1);
+			break;
+		}
+		used += want;
+	}
+	scope_end(req);
+	if (ret < 0 && used == 0) {
+		char path[1024];
+
+		node_path(&dh->dir, path, sizeof(path));
+		reply_read_failure(req, path, ret, &err);
+	} else {
+		fuse_reply_buf(req, buf, used);
+	}
+	free(buf);
+}
+
+static void qfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void qfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void qfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	free(dh->entries);
+	free(dh);
+	fuse_reply_err(req, 0);
+}
+
+/* Local numbers only: df and file managers must never wait on the network. */
+static void qfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_files = itable_count(fs_of(req)->itab);
+	st.f_namemax = 255;
+	fuse_reply_statfs(req, &st);
+}
+
+const struct fuse_lowlevel_ops quaverfs_ops = {
+	.init = qfs_init_op,
+	.lookup = qfs_lookup,
+	.forget = qfs_forget,
+	.forget_multi = qfs_forget_multi,
+	.getattr = qfs_getattr,
+	.setattr = qfs_setattr,
+	.readlink = qfs_readlink,
+	.mknod = qfs_mknod,
+	.mkdir = qfs_mkdir,
+	.unlink = qfs_unlink,
+	.rmdir = qfs_rmdir,
+	.symlink = qfs_symlink,
+	.rename = qfs_rename,
+	.link = qfs_link,
+	.open = qfs_open,
+	.read = qfs_read,
+	.write = qfs_write,
+	.flush = qfs_flush,
+	.release = qfs_release,
+	.opendir = qfs_opendir,
+	.readdir = qfs_readdir,
+	.readdirplus = qfs_readdirplus,
+	.releasedir = qfs_releasedir,
+	.statfs = qfs_statfs,
+	.create = qfs_create,
+};
