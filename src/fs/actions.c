@@ -265,7 +265,6 @@ static int create_volume(struct qfs *fs, const char *name, struct node_info *chi
 static int snapshot_sandbox(struct qfs *fs, const struct cobj *sb, const char *name,
 			    struct core_changes *ch, struct dt_error *err)
 {
-	static const char *const settled[] = {"started", "stopped", NULL};
 	static const char *const allowed[] = {"started", "stopped", NULL};
 	struct dt_sandbox after = {0};
 	struct dt_snapshot snap = {0};
@@ -282,24 +281,25 @@ static int snapshot_sandbox(struct qfs *fs, const struct cobj *sb, const char *n
 				 "cannot snapshot sandbox %s while it is %s (it must be started "
 				 "or stopped)", cobj_name(sb), cobj_state(sb));
 	copy_str(id, sizeof(id), cobj_id(sb));
+	/* Returns once the sandbox left snapshotting and the snapshot is active. */
 	ret = BK_CALL(fs->bk, err, c, dt_sandbox_create_snapshot(c, id, name, &after, err));
-	dt_sandbox_clear(&after);
-	if (ret < 0)
-		return ret;
-	cache_mark_stale(fs->cache, OBJ_SANDBOX, id);
+	if (ret < 0 && err->http_status == 400 && strstr(err->message, "state"))
+		ret = as_busy(err, "cannot snapshot the sandbox");
+	if (ret < 0) {
+		cache_mark_stale(fs->cache, OBJ_SANDBOX, id);
+		goto out;
+	}
+	if (after.id) {
+		obj = cache_store_sandbox(fs->cache, &after);
+		cobj_put(obj);
+	}
+	/* Its record, so that snapshots/NAME is there at once. */
 	ret = BK_CALL(fs->bk, err, c,
 		      dt_snapshot_wait_active(c, name, fs->op_timeout_ms, &snap, err));
 	if (ret < 0)
 		goto out;
 	obj = cache_store_snapshot(fs->cache, &snap);
 	cobj_put(obj);
-	/* The sandbox goes back to where it was; a read right after should see that. */
-	ret = BK_CALL(fs->bk, err, c,
-		      dt_sandbox_wait(c, id, settled, fs->op_timeout_ms, &after, err));
-	if (ret == 0) {
-		obj = cache_store_sandbox(fs->cache, &after);
-		cobj_put(obj);
-	}
 	change_entry(ch, NK_SNAPSHOTS, name);
 	change_obj(ch, id);
 out:
@@ -352,7 +352,8 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 		goto out;
 	}
 	ret = BK_CALL(fs->bk, err, c, dt_sandbox_action(c, n->obj_id, sw->action, &sb, err));
-	if (ret == -EINVAL && err->http_status == 400) {
+	/* The backend refuses a transition with 400 (Daytona) or 409: the state is why. */
+	if (ret < 0 && (err->http_status == 400 || err->http_status == 409)) {
 		char what[128];
 
 		snprintf(what, sizeof(what), "cannot %s sandbox %s while it is %s", word,
@@ -361,8 +362,11 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 	}
 	if (ret < 0)
 		goto out;
-	ret = BK_CALL(fs->bk, err, c,
-		      dt_sandbox_wait(c, n->obj_id, sw->targets, fs->op_timeout_ms, &sb, err));
+	/* The client waits for the target state itself; this only covers a shortcut of it. */
+	if (!state_in(sb.state ? sb.state : "", sw->targets))
+		ret = BK_CALL(fs->bk, err, c,
+			      dt_sandbox_wait(c, n->obj_id, sw->targets, fs->op_timeout_ms, &sb,
+					      err));
 	if (ret == 0) {
 		stored = cache_store_sandbox(fs->cache, &sb);
 		cobj_put(stored);
@@ -714,7 +718,6 @@ static int wait_gone(struct qfs *fs, enum obj_type t, const char *id, const char
 int core_rmdir(struct qfs *fs, const struct node_info *dir, const char *name,
 	       struct core_changes *ch, struct dt_error *err)
 {
-	static const char *const destroyed[] = {"destroyed", NULL};
 	enum obj_type t;
 	struct cobj *o = NULL;
 	char id[OBJ_ID_MAX];
@@ -747,23 +750,19 @@ int core_rmdir(struct qfs *fs, const struct node_info *dir, const char *name,
 	cobj_put(o);
 
 	if (t == OBJ_SANDBOX) {
-		struct dt_sandbox sb = {0};
-
+		/* Returns once the sandbox is destroyed (or gone). */
 		ret = BK_CALL(fs->bk, err, c, dt_sandbox_delete(c, id, err));
-		if (ret == 0)
-			ret = BK_CALL(fs->bk, err, c,
-				      dt_sandbox_wait(c, id, destroyed, fs->op_timeout_ms, &sb,
-						      err));
-		dt_sandbox_clear(&sb);
+		if (ret < 0 && err->http_status == 409)
+			ret = as_busy(err, "cannot delete the sandbox");
 	} else if (t == OBJ_VOLUME) {
 		ret = BK_CALL(fs->bk, err, c, dt_volume_delete(c, id, err));
-		if (ret == -EINVAL && err->http_status == 400)
+		if (ret < 0 && (err->http_status == 400 || err->http_status == 409))
 			ret = as_busy(err, "cannot delete the volume");
 		if (ret == 0)
 			ret = wait_gone(fs, t, id, "deleted", err);
 	} else {
 		ret = BK_CALL(fs->bk, err, c, dt_snapshot_delete(c, id, err));
-		if (ret == -EINVAL && err->http_status == 400)
+		if (ret < 0 && (err->http_status == 400 || err->http_status == 409))
 			ret = as_busy(err, "cannot delete the snapshot");
 		if (ret == 0)
 			ret = wait_gone(fs, t, id, NULL, err);

@@ -52,6 +52,7 @@ int backend_new(const struct backend_config *cfg, struct backend **out, struct d
 	b->cfg.target = b->target;
 	b->cfg.connect_timeout_ms = 5000;
 	b->cfg.request_timeout_ms = 30000;
+	b->cfg.wait_timeout_ms = cfg->wait_timeout_ms;
 	/*
 	 * Fail fast: a refused connection to the local quaverd will not be
 	 * accepted 250 ms later; a remote service gets one more try.

@@ -20,6 +20,7 @@ struct backend_config {
 	const char *organization_id;
 	const char *target;
 	const char *state_dir; /* the local quaverd's; NULL for a remote backend */
+	long wait_timeout_ms;  /* how long the client's state waits may take */
 };
 
 struct backend;

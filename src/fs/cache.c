@@ -28,7 +28,6 @@ struct coll {
 	size_t n;
 	int64_t listed_ms; /* 0: never, or flushed */
 	bool ever_listed;
-	size_t last_count;
 	pthread_mutex_t walk_lock;
 };
 
@@ -370,7 +369,6 @@ static void merge_walk_locked(struct cache *c, struct coll *co, struct cobj **ob
 	co->n = m;
 	co->listed_ms = now;
 	co->ever_listed = true;
-	co->last_count = m;
 }
 
 static int copy_items_locked(struct coll *co, struct cobj ***items, size_t *n)
@@ -661,7 +659,8 @@ bool cache_count(struct cache *c, enum obj_type t, size_t *n)
 
 	pthread_mutex_lock(&c->lock);
 	known = c->colls[t].ever_listed;
-	*n = c->colls[t].last_count;
+	/* The listing plus what quaverfs created or looked up since. */
+	*n = c->colls[t].n;
 	pthread_mutex_unlock(&c->lock);
 	return known;
 }

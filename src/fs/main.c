@@ -257,6 +257,8 @@ static bool mounted_at(const char *path, char *source, size_t size)
 		for (int i = 5; i < n; i++)
 			if (strcmp(fields[i], "-") == 0 && i + 2 < n)
 				dash = fields[i + 2];
+		if (dash)
+			unescape_mountinfo(dash);
 		copy_str(source, size, dash ? dash : "?");
 	}
 	fclose(f);
@@ -561,6 +563,7 @@ int main(int argc, char *argv[])
 			.organization_id = s.org_id,
 			.target = s.target,
 			.state_dir = s.state_dir,
+			.wait_timeout_ms = (long)s.op_timeout_s * 1000,
 		};
 
 		if (backend_new(&bc, &bk, &err) < 0) {

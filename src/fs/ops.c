@@ -530,6 +530,12 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 			core_label_pending_drop(fs, child.obj_id, child.name);
 	}
 	scope_end(req);
+	if (ret == -EACCES) {
+		/* As opening a read-only node for writing: refused, not a failed change. */
+		free(fh);
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if (ret < 0) {
 		free(fh);
 		reply_change_failure(req, path, dir.obj_id, &ch, ret, &err);
