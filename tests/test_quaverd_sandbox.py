@@ -3,6 +3,7 @@ intervals, URLs and auto-stop (../shared/daytona-api.md section 2,
 doc/quaverd.md, issue 2)."""
 
 import json
+import shutil
 import threading
 import time
 import urllib.parse
@@ -453,7 +454,56 @@ def test_autodelete_zero_deletes_as_soon_as_stopped(make_quaverd):
 # ---- recover ---------------------------------------------------------------------
 
 
-def test_recover_from_error(make_quaverd):
-    """Puts a sandbox into error + recoverable the way doc/quaverd.md
-    ("Crash recovery") says a crash does, then recovers it."""
-    pytest.fail("written once doc/quaverd.md documents how a sandbox reaches error")
+def put_in_error(q):
+    """A sandbox whose filesystem vanished while quaverd was down comes back
+    in error, recoverable (doc/quaverd.md "Crash recovery")."""
+    sid = create_sandbox(q, name=unique("broken"))["id"]
+    q.stop()
+    shutil.rmtree(q.state_dir / "sandboxes" / sid / "root")
+    q.start()
+    dto = get_sandbox(q, sid)
+    assert dto["state"] == "error", dto
+    assert dto["recoverable"] is True
+    assert dto["errorReason"]
+    return sid
+
+
+def test_recover_from_error(quaverd):
+    q = quaverd
+    sid = put_in_error(q)
+    resp = q.ok("POST", f"/sandbox/{sid}/recover")
+    assert resp["state"] in ("starting", "started", "restoring"), resp["state"]
+    dto = wait_sandbox(q, sid, "started")
+    assert not dto.get("errorReason")
+    assert home(q, sid).is_dir()
+    assert get_sandbox(q, sid)["state"] == "started"
+
+
+def test_recover_with_skip_start_leaves_it_stopped(quaverd):
+    q = quaverd
+    sid = put_in_error(q)
+    q.ok("POST", f"/sandbox/{sid}/recover?skipStart=true")
+    wait_sandbox(q, sid, "stopped")
+
+
+def test_errored_sandbox_refuses_start_until_recovered(quaverd):
+    q = quaverd
+    sid = put_in_error(q)
+    body = assert_daytona_error(q.request("POST", f"/sandbox/{sid}/start"), 400)
+    assert "error" in body["message"]
+    assert get_sandbox(q, sid)["state"] == "error"
+
+
+def test_errored_sandbox_is_listed_with_states_filter(quaverd):
+    q = quaverd
+    sid = put_in_error(q)
+    assert [i["id"] for i in list_all_sandboxes(q, "states=error")] == [sid]
+    assert [i["id"] for i in list_all_sandboxes(q, "isRecoverable=true")] == [sid]
+
+
+def test_errored_sandbox_can_be_deleted(quaverd):
+    q = quaverd
+    sid = put_in_error(q)
+    q.ok("DELETE", f"/sandbox/{sid}")
+    wait_for("the sandbox to disappear",
+             lambda: q.request("GET", f"/sandbox/{sid}").status == 404)
