@@ -1,0 +1,279 @@
+/*
+ * quaverd's HTTP layer: requests and responses as plain data (http.h), with
+ * nothing of libwebsockets in here; server.c does the connections.
+ */
+#include "http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http_internal.h"
+#include "util.h"
+
+const char *http_param(const struct http_request *req, const char *name)
+{
+	for (size_t i = 0; i < req->nparams; i++)
+		if (strcmp(req->params[i].name, name) == 0)
+			return req->params[i].value;
+	return NULL;
+}
+
+size_t http_param_all(const struct http_request *req, const char *name, const char **out,
+		      size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < req->nparams && n < max; i++)
+		if (strcmp(req->params[i].name, name) == 0)
+			out[n++] = req->params[i].value;
+	return n;
+}
+
+const char *http_header(const struct http_request *req, const char *name)
+{
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+static const struct {
+	int status;
+	const char *reason;
+} reasons[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Payload Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {422, "Unprocessable Entity"},
+    {423, "Locked"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {507, "Insufficient Storage"},
+};
+
+const char *http_reason(int status)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(reasons); i++)
+		if (reasons[i].status == status)
+			return reasons[i].reason;
+	if (status >= 200 && status < 300)
+		return "Success";
+	if (status >= 400 && status < 500)
+		return "Client Error";
+	return "Server Error";
+}
+
+void http_reply_json(struct http_response *resp, int status, cJSON *json)
+{
+	char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+
+	resp->status = status;
+	copy_str(resp->content_type, sizeof(resp->content_type), "application/json");
+	buf_reset(&resp->body);
+	if (text) {
+		if (buf_append_str(&resp->body, text) < 0)
+			resp->status = 0; /* out of memory: the layer answers 500 */
+		cJSON_free(text);
+	} else if (json) {
+		resp->status = 0;
+	}
+	cJSON_Delete(json);
+}
+
+void http_reply_error_v(struct http_response *resp, const char *path, int status, const char *fmt,
+			va_list ap)
+{
+	struct buf msg = BUF_INIT;
+	char stamp[32];
+	cJSON *body;
+
+	if (buf_vprintf(&msg, fmt, ap) < 0)
+		buf_reset(&msg);
+	iso8601_ms(now_wall_ms(), stamp);
+	body = cJSON_CreateObject();
+	if (body) {
+		cJSON_AddNumberToObject(body, "statusCode", status);
+		cJSON_AddStringToObject(body, "error", http_reason(status));
+		cJSON_AddStringToObject(body, "message", buf_str(&msg));
+		cJSON_AddStringToObject(body, "path", path ? path : "");
+		cJSON_AddStringToObject(body, "timestamp", stamp);
+	}
+	buf_free(&msg);
+	http_reply_json(resp, status, body);
+	if (!body) {
+		/* Still say what happened, in the same shape. */
+		resp->status = status;
+		buf_printf(&resp->body, "{\"statusCode\":%d,\"error\":\"%s\",\"message\":\"\"}",
+			   status, http_reason(status));
+	}
+}
+
+void http_reply_error(struct http_response *resp, const struct http_request *req, int status,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	http_reply_error_v(resp, req ? req->path : "", status, fmt, ap);
+	va_end(ap);
+}
+
+int http_add_header(struct http_response *resp, const char *name, const char *value)
+{
+	struct http_header *h;
+
+	if (resp->nextra >= ARRAY_SIZE(resp->extra))
+		return -ENOSPC;
+	h = &resp->extra[resp->nextra];
+	h->name = strdup(name);
+	h->value = strdup(value);
+	if (!h->name || !h->value) {
+		free(h->name);
+		free(h->value);
+		h->name = h->value = NULL;
+		return -ENOMEM;
+	}
+	resp->nextra++;
+	return 0;
+}
+
+void http_response_init(struct http_response *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	copy_str(resp->content_type, sizeof(resp->content_type), "application/json");
+	resp->file_fd = -1;
+}
+
+void http_response_clear(struct http_response *resp)
+{
+	buf_free(&resp->body);
+	if (resp->file_fd >= 0)
+		close(resp->file_fd);
+	resp->file_fd = -1;
+	for (size_t i = 0; i < resp->nextra; i++) {
+		free(resp->extra[i].name);
+		free(resp->extra[i].value);
+	}
+	resp->nextra = 0;
+}
+
+void http_request_clear(struct http_request *req)
+{
+	free(req->path);
+	free(req->raw_query);
+	for (size_t i = 0; i < req->nparams; i++) {
+		free(req->params[i].name);
+		free(req->params[i].value);
+	}
+	free(req->params);
+	for (size_t i = 0; i < req->nheaders; i++) {
+		free(req->headers[i].name);
+		free(req->headers[i].value);
+	}
+	free(req->headers);
+	buf_free(&req->body);
+	if (req->body_file) {
+		unlink(req->body_file);
+		free(req->body_file);
+	}
+	memset(req, 0, sizeof(*req));
+}
+
+int http_request_add_header(struct http_request *req, const char *name, size_t name_len,
+			    char *value)
+{
+	struct http_header *grown, *h;
+
+	grown = realloc(req->headers, (req->nheaders + 1) * sizeof(*req->headers));
+	if (!grown)
+		return -ENOMEM;
+	req->headers = grown;
+	h = &req->headers[req->nheaders];
+	h->name = strndup(name, name_len);
+	if (!h->name)
+		return -ENOMEM;
+	for (char *p = h->name; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	h->value = value;
+	req->nheaders++;
+	return 0;
+}
+
+/* Percent-encodes @s into @out the way a query string carries it. */
+int http_query_encode(struct buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+			if (buf_append(out, s, 1) < 0)
+				return -ENOMEM;
+		} else if (buf_append(out, esc, 3) < 0) {
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* A query parameter whose value must not reach the log. */
+static bool param_is_secret(const char *name)
+{
+	return strcasecmp(name, "DAYTONA_SANDBOX_AUTH_KEY") == 0 || strcasestr(name, "token");
+}
+
+/* The query for the request log line, secrets replaced by "***". */
+void http_query_for_log(const struct http_request *req, struct buf *out)
+{
+	for (size_t i = 0; i < req->nparams; i++) {
+		const struct http_param *p = &req->params[i];
+
+		buf_append_str(out, i ? "&" : "?");
+		http_query_encode(out, p->name);
+		buf_append_str(out, "=");
+		if (param_is_secret(p->name))
+			buf_append_str(out, "***");
+		else
+			http_query_encode(out, p->value);
+		if (out->len > 512) {
+			buf_append_str(out, "...");
+			break;
+		}
+	}
+}
