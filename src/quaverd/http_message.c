@@ -114,25 +114,81 @@ void http_reply_json(struct http_response *resp, int status, cJSON *json)
 	cJSON_Delete(json);
 }
 
+/* Length of the valid UTF-8 sequence at @s (RFC 3629), or 0. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * Error messages and paths repeat what a client sent, which may be any
+ * bytes; JSON must be UTF-8, so each invalid byte becomes U+FFFD.
+ */
+static void utf8_clean(struct buf *out, const char *text)
+{
+	const unsigned char *s = (const unsigned char *)text;
+
+	while (*s) {
+		size_t len = utf8_sequence(s);
+
+		if (len) {
+			buf_append(out, s, len);
+			s += len;
+		} else {
+			buf_append_str(out, "\xef\xbf\xbd");
+			s++;
+		}
+	}
+}
+
 void http_reply_error_v(struct http_response *resp, const char *path, int status, const char *fmt,
 			va_list ap)
 {
-	struct buf msg = BUF_INIT;
+	struct buf raw = BUF_INIT, msg = BUF_INIT, clean_path = BUF_INIT;
 	char stamp[32];
 	cJSON *body;
 
-	if (buf_vprintf(&msg, fmt, ap) < 0)
-		buf_reset(&msg);
+	if (buf_vprintf(&raw, fmt, ap) < 0)
+		buf_reset(&raw);
+	utf8_clean(&msg, buf_str(&raw));
+	utf8_clean(&clean_path, path ? path : "");
 	iso8601_ms(now_wall_ms(), stamp);
 	body = cJSON_CreateObject();
 	if (body) {
 		cJSON_AddNumberToObject(body, "statusCode", status);
 		cJSON_AddStringToObject(body, "error", http_reason(status));
 		cJSON_AddStringToObject(body, "message", buf_str(&msg));
-		cJSON_AddStringToObject(body, "path", path ? path : "");
+		cJSON_AddStringToObject(body, "path", buf_str(&clean_path));
 		cJSON_AddStringToObject(body, "timestamp", stamp);
 	}
+	buf_free(&raw);
 	buf_free(&msg);
+	buf_free(&clean_path);
 	http_reply_json(resp, status, body);
 	if (!body) {
 		/* Still say what happened, in the same shape. */
