@@ -17,9 +17,9 @@
 
 #define MAX_MAP_ENTRIES 100
 #define MAX_LABEL_KEY 256
-#define MAX_LABEL_VALUE 1024
+#define MAX_LABEL_VALUE 1048576
 #define MAX_ENV_KEY 256
-#define MAX_ENV_VALUE 32768
+#define MAX_ENV_VALUE 1048576
 
 /* ---- error collection ----------------------------------------------------- */
 
@@ -63,19 +63,60 @@ static const char *clip(const char *s, char out[80])
 
 /*
  * cJSON turns "\u0000" into a NUL that silently cuts the string short: a
- * name "a\u0000b" would become "a". Refuse the escape outright.
+ * name "a\u0000b" would become "a". Before parsing, each such escape becomes
+ * U+E000 (a private-use character), and afterwards any string or key holding
+ * one is refused by name, as "name must not contain NUL characters".
  */
-static bool has_nul_escape(const char *s, size_t len)
+#define NUL_MARK "\xee\x80\x80"
+
+static char *mark_nul_escapes(const char *s, size_t len, bool *found)
 {
-	for (size_t i = 0; i + 6 <= len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0' &&
-		    s[i + 5] == '0')
-			return true;
-		i++; /* skip the escaped character, "\\" included */
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	*found = false;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\\' && i + 1 < len) {
+			if (i + 5 < len && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) {
+				memcpy(out + o, "\\ue000", 6);
+				o += 6;
+				i += 5;
+				*found = true;
+				continue;
+			}
+			out[o++] = s[i++]; /* an escaped character, "\\" included */
+		}
+		out[o++] = s[i];
 	}
-	return false;
+	out[o] = '\0';
+	return out;
+}
+
+static void find_nul_marks(const cJSON *item, const char *path, struct api_errs *e)
+{
+	const cJSON *child;
+	char sub[160], tmp[80];
+	int index = 0;
+
+	if (cJSON_IsString(item) && strstr(item->valuestring, NUL_MARK))
+		errs_add(e, "%s must not contain NUL characters", path[0] ? path : "the body");
+	cJSON_ArrayForEach(child, item)
+	{
+		if (cJSON_IsObject(item)) {
+			if (strstr(child->string, NUL_MARK)) {
+				errs_add(e, "keys of %s must not contain NUL characters",
+					 path[0] ? path : "the body");
+				continue;
+			}
+			snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "",
+				 clip(child->string, tmp));
+		} else {
+			snprintf(sub, sizeof(sub), "%s.%d", path, index++);
+		}
+		find_nul_marks(child, sub, e);
+	}
 }
 
 cJSON *api_body(struct api_call *c)
@@ -106,19 +147,38 @@ cJSON *api_body(struct api_call *c)
 		buf_free(&spooled);
 		return cJSON_CreateObject();
 	}
-	if (memchr(text, '\0', len) || has_nul_escape(text, len)) {
-		api_reply_error(c, 400, "The request body must not contain NUL characters");
+	if (memchr(text, '\0', len)) {
+		api_reply_error(c, 400, "The request body must not contain NUL bytes");
 		buf_free(&spooled);
 		return NULL;
 	}
+	bool marked;
+	char *copy = mark_nul_escapes(text, len, &marked);
 	const char *end = NULL;
-	/* len + 1: cJSON wants the terminating NUL inside the length it checks. */
-	json = cJSON_ParseWithLengthOpts(text, len + 1, &end, true);
+	if (!copy) {
+		buf_free(&spooled);
+		api_reply_error(c, 500, "Out of memory");
+		return NULL;
+	}
+	json = cJSON_ParseWithOpts(copy, &end, true);
 	if (!json) {
-		size_t at = end && end >= text ? (size_t)(end - text) : 0;
+		size_t at = end && end >= copy ? (size_t)(end - copy) : 0;
 		api_reply_error(c, 400, "Malformed JSON in the request body at position %zu", at);
+		free(copy);
 		buf_free(&spooled);
 		return NULL;
+	}
+	free(copy);
+	if (marked) {
+		struct api_errs e = {BUF_INIT, 0};
+		find_nul_marks(json, "", &e);
+		if (errs_reply(c, &e)) {
+			errs_free(&e);
+			cJSON_Delete(json);
+			buf_free(&spooled);
+			return NULL;
+		}
+		errs_free(&e);
 	}
 	buf_free(&spooled);
 	if (!cJSON_IsObject(json)) {

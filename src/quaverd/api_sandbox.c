@@ -486,9 +486,19 @@ static void set_labels(struct api_call *c, const char *s)
 		errs_add(&e, "labels must be an object");
 	if (labels)
 		check_string_map(labels, "labels", false, &e);
-	if (!errs_reply(c, &e))
-		reply_result(c, store_sandbox_set_labels(c->store, s, labels, &info, &err), &info,
-			     &err);
+	if (!errs_reply(c, &e)) {
+		int rc = store_sandbox_set_labels(c->store, s, labels, &info, &err);
+		if (rc < 0) {
+			api_store_error(c, rc, &err);
+		} else {
+			/* daytona-api.md 2.1: the answer is {"labels": {...}} alone. */
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddItemToObject(o, "labels", info.labels);
+			info.labels = NULL;
+			store_sandbox_info_free(&info);
+			http_reply_json(c->resp, 200, o);
+		}
+	}
 	cJSON_Delete(body);
 	errs_free(&e);
 }

@@ -82,6 +82,17 @@ static void set_state(struct store *st, struct sandbox *sb, enum sb_state s, enu
 	pthread_mutex_unlock(&st->lock);
 }
 
+/* Whether a job owns @sb now; the flag is cleared under st->lock, not the op mutex. */
+static bool job_running(struct store *st, const struct sandbox *sb)
+{
+	bool running;
+
+	pthread_mutex_lock(&st->lock);
+	running = sb->job;
+	pthread_mutex_unlock(&st->lock);
+	return running;
+}
+
 /*
  * Waits, without holding the op mutex, for a job on @sb to finish. Returns 0
  * once none runs (op mutex held again), -EBUSY on timeout (not held).
@@ -380,7 +391,10 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 
 undo:
 	/* Nothing of a failed create survives, on disk or in the maps. */
-	log_error("sandbox %s (%s): create failed: %s", sb->info.id, sb->info.name, why);
+	if (rc == -EINVAL)
+		log_info("sandbox %s (%s): create refused: %s", sb->info.id, sb->info.name, why);
+	else
+		log_error("sandbox %s (%s): create failed: %s", sb->info.id, sb->info.name, why);
 	tree_remove(st, dir);
 	pthread_mutex_lock(&st->lock);
 	sb_unlink_locked(st, sb);
@@ -584,7 +598,7 @@ int sb_delete(struct store *st, struct sandbox *sb, struct store_err *err)
 
 	pthread_mutex_lock(&sb->op);
 	/* An archive, restore or snapshot finishes first: the job owns the files. */
-	while (sb->job && sb->state != SB_DESTROYING) {
+	while (sb->state != SB_DESTROYING && job_running(st, sb)) {
 		rc = wait_job(st, sb, err);
 		if (rc < 0)
 			return rc;
@@ -650,7 +664,7 @@ static int sb_start(struct store *st, struct sandbox *sb, struct store_err *err)
 
 	pthread_mutex_lock(&sb->op);
 	/* Daytona lets a start follow an archive at once: it restores once archived. */
-	while (sb->state == SB_ARCHIVING && sb->job) {
+	while (sb->state == SB_ARCHIVING && job_running(st, sb)) {
 		rc = wait_job(st, sb, err);
 		if (rc < 0)
 			return rc;

@@ -24,8 +24,9 @@ static void job_volume_create(struct store *st, void *arg)
 	int rc;
 
 	vol_path(st, v->info.id, "data", data, sizeof(data));
-	rc = mkdir(data, 0755) < 0 && errno != EEXIST ? -errno : 0;
 	store_sleep_until(st, start + st->cfg.transition_delay_ms);
+	/* Nothing of the volume but its record exists while it is pending_create. */
+	rc = mkdir(data, 0755) < 0 && errno != EEXIST ? -errno : 0;
 	pthread_mutex_lock(&v->op);
 	pthread_mutex_lock(&st->lock);
 	vol_set_state(st, v, rc == 0 ? VOL_READY : VOL_ERROR);
