@@ -574,18 +574,29 @@ int dt_sandbox_delete(struct dt_client *c, const char *id, struct dt_error *err)
 	struct dt_sandbox gone;
 	char what[160];
 	struct dt_wait w = {destroyed, NULL, true, 0, what};
+	const char *wait_id;
+	cJSON *root = NULL;
 	int rc;
 
 	snprintf(what, sizeof(what), "delete sandbox %s", id ? id : "");
 	rc = sandbox_path(&path, id, NULL, what, err);
 	if (!rc)
-		rc = dt_call(c, DT_DELETE, path.data, NULL, what, NULL, err);
+		rc = dt_call_json(c, DT_DELETE, path.data, NULL, what, &root, err);
 	buf_free(&path);
 	if (rc)
-		return rc;
-	rc = dt_sandbox_wait_for(c, id, &w, &gone, err);
+		goto out;
+	/*
+	 * Poll by the id the answer names: a name may stop resolving while the
+	 * sandbox is still being destroyed, or be taken by a new sandbox.
+	 */
+	wait_id = dt_json_string(root, "id");
+	if (!wait_id || !wait_id[0])
+		wait_id = id;
+	rc = dt_sandbox_wait_for(c, wait_id, &w, &gone, err);
 	if (!rc)
 		dt_sandbox_clear(&gone);
+out:
+	cJSON_Delete(root);
 	return rc;
 }
 
