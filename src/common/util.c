@@ -255,9 +255,13 @@ void iso8601_ms(int64_t wall_ms, char out[32])
 	time_t secs = (time_t)(wall_ms / 1000);
 	struct tm tm;
 
+	char wide[96]; /* room for any int, so the compiler can prove no truncation */
+
 	gmtime_r(&secs, &tm);
-	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+	snprintf(wide, sizeof(wide), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(wall_ms % 1000));
+	copy_str(out, 32, wide);
 }
 
 int parse_iso8601_ms(const char *s, int64_t *wall_ms)
