@@ -146,9 +146,11 @@ static void *serve_connection(void *arg)
 
 	while (!g_stop && read_request(fd, rq, pending, &npending)) {
 		char head[512];
+		handler_fn handler;
 		int nth, len;
 
 		pthread_mutex_lock(&g_lock);
+		handler = g_handler;
 		nth = g_requests++;
 		g_last = *rq;
 		if (nth == 0)
@@ -159,7 +161,7 @@ static void *serve_connection(void *arg)
 
 		memset(rp, 0, sizeof(*rp));
 		rp->status = 200;
-		g_handler(rq, rp, nth);
+		handler(rq, rp, nth);
 		if (rp->hang) {
 			while (!g_stop && read_some(fd, pending, 1) > 0) {
 			}
