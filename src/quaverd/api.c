@@ -224,7 +224,8 @@ static void api_handle(void *ctx, const struct http_request *req, struct http_re
 		return;
 	}
 	if (!authorized(api, req)) {
-		api_reply_error(&c, 401, "Missing or invalid Bearer token in the Authorization header");
+		api_reply_error(&c, 401,
+				"Missing or invalid Bearer token in the Authorization header");
 		return;
 	}
 	if (!strncmp(path, "/api/", 5) || !strcmp(path, "/api")) {

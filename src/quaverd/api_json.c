@@ -189,8 +189,7 @@ cJSON *api_body(struct api_call *c)
 	return json;
 }
 
-void check_known(const cJSON *obj, const char *const *known, const char *prefix,
-		 struct api_errs *e)
+void check_known(const cJSON *obj, const char *const *known, const char *prefix, struct api_errs *e)
 {
 	const cJSON *m;
 	char tmp[80];
@@ -273,8 +272,7 @@ bool opt_integer(const cJSON *obj, const char *key, const char *prefix, struct a
 	return true;
 }
 
-const cJSON *opt_object(const cJSON *obj, const char *key, const char *prefix,
-			struct api_errs *e)
+const cJSON *opt_object(const cJSON *obj, const char *key, const char *prefix, struct api_errs *e)
 {
 	const cJSON *v = member(obj, key);
 
@@ -287,8 +285,7 @@ const cJSON *opt_object(const cJSON *obj, const char *key, const char *prefix,
 	return v;
 }
 
-const cJSON *opt_array(const cJSON *obj, const char *key, const char *prefix,
-		       struct api_errs *e)
+const cJSON *opt_array(const cJSON *obj, const char *key, const char *prefix, struct api_errs *e)
 {
 	const cJSON *v = member(obj, key);
 
@@ -491,9 +488,9 @@ cJSON *sandbox_json(const struct api_call *c, const struct store_sandbox_info *s
 		add_copy(o, "env", s->env);
 	add_copy(o, "labels", s->labels);
 	cJSON_AddBoolToObject(o, "public", s->is_public);
-	cJSON_AddBoolToObject(o, "networkBlockAll",
-			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s->extra,
-									    "networkBlockAll")));
+	cJSON_AddBoolToObject(
+	    o, "networkBlockAll",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s->extra, "networkBlockAll")));
 	cJSON_AddStringToObject(o, "target", s->target);
 	cJSON_AddStringToObject(o, "runnerId", "local");
 	cJSON_AddNumberToObject(o, "cpu", s->cpu);

@@ -89,8 +89,7 @@ void api_volume_route(struct api_call *c)
 		return;
 	}
 	if (c->nsegs == 3 && !strcmp(c->segs[1], "by-name") && api_method(c, "GET")) {
-		reply_volume(c, store_volume_get_by_name(c->store, c->segs[2], &v, &err), &v,
-			     &err);
+		reply_volume(c, store_volume_get_by_name(c->store, c->segs[2], &v, &err), &v, &err);
 		return;
 	}
 	if (c->nsegs != 2) {
@@ -144,17 +143,17 @@ static void list_snapshots(struct api_call *c)
 	free(items);
 	cJSON_AddNumberToObject(o, "total", (double)total);
 	cJSON_AddNumberToObject(o, "page", (double)page);
-	cJSON_AddNumberToObject(o, "totalPages", (double)((total + (size_t)limit - 1) / (size_t)limit));
+	cJSON_AddNumberToObject(o, "totalPages",
+				(double)((total + (size_t)limit - 1) / (size_t)limit));
 	http_reply_json(c->resp, 200, o);
 }
 
 /* quaverd takes snapshots of sandboxes only: it has no image builder. */
 static void create_snapshot(struct api_call *c)
 {
-	static const char *const fields[] = {"name",	"imageName", "entrypoint", "cpu",
-					     "gpu",	"gpuType",   "memory",	   "disk",
-					     "buildInfo", "regionId", "sandboxClass", "general",
-					     NULL};
+	static const char *const fields[] = {
+	    "name", "imageName", "entrypoint", "cpu",	       "gpu",	  "gpuType", "memory",
+	    "disk", "buildInfo", "regionId",   "sandboxClass", "general", NULL};
 	struct api_errs e = {BUF_INIT, 0};
 	cJSON *body = api_body(c);
 	double num;

@@ -18,21 +18,18 @@
 #define MAX_FILTER_VALUES 64
 
 static const char *const create_fields[] = {
-	"name",		    "snapshot",	       "user",		   "env",
-	"labels",	    "public",	       "networkBlockAll",  "networkAllowList",
-	"domainAllowList",  "target",	       "cpu",		   "gpu",
-	"gpuType",	    "memory",	       "disk",		   "autoStopInterval",
-	"autoPauseInterval", "autoArchiveInterval", "autoDeleteInterval", "ttlMinutes",
-	"volumes",	    "buildInfo",       "linkedSandbox",	   "secrets",
-	"kvm",		    "spot",	       "outboundProxyUrl", "otelEndpointOverride",
-	NULL,
+	"name", "snapshot", "user", "env", "labels", "public", "networkBlockAll",
+	"networkAllowList", "domainAllowList", "target", "cpu", "gpu", "gpuType", "memory",
+	"disk", "autoStopInterval", "autoPauseInterval", "autoArchiveInterval",
+	"autoDeleteInterval", "ttlMinutes", "volumes", "buildInfo", "linkedSandbox", "secrets",
+	"kvm", "spot", "outboundProxyUrl", "otelEndpointOverride", NULL,
 };
 
 /* Fields quaverd keeps only to echo them back (no behaviour behind them yet). */
 static const char *const echoed_fields[] = {
 	"networkBlockAll", "networkAllowList", "domainAllowList", "autoPauseInterval",
-	"ttlMinutes",	   "kvm",	       "spot",		  "outboundProxyUrl",
-	"otelEndpointOverride", "gpuType",     NULL,
+	"ttlMinutes", "kvm", "spot", "outboundProxyUrl", "otelEndpointOverride", "gpuType",
+	NULL,
 };
 
 static bool valid_user(const char *s)
@@ -72,13 +69,15 @@ static bool has_control(const char *s)
 /* Daytona's mount path rules (volume-mount-path-validation), in its words. */
 static void check_mount_path(const char *v, struct api_errs *e)
 {
-	static const char *const system_dirs[] = {"/proc", "/sys", "/dev", "/boot", "/etc",
+	static const char *const system_dirs[] = {"/proc", "/sys",  "/dev", "/boot",  "/etc",
 						  "/bin",  "/sbin", "/lib", "/lib64", NULL};
 	size_t n = strlen(v);
 
 	if (n > MAX_PATH_FIELD || has_control(v)) {
-		errs_add(e, "Invalid mount path (must be at most %d characters without control "
-			    "characters)", MAX_PATH_FIELD);
+		errs_add(e,
+			 "Invalid mount path (must be at most %d characters without control "
+			 "characters)",
+			 MAX_PATH_FIELD);
 		return;
 	}
 	if (v[0] != '/') {
@@ -113,8 +112,10 @@ static void check_subpath(const char *v, struct api_errs *e)
 	if (!v[0])
 		return;
 	if (strlen(v) > MAX_PATH_FIELD || has_control(v)) {
-		errs_add(e, "Invalid subpath (must be at most %d characters without control "
-			    "characters)", MAX_PATH_FIELD);
+		errs_add(e,
+			 "Invalid subpath (must be at most %d characters without control "
+			 "characters)",
+			 MAX_PATH_FIELD);
 		return;
 	}
 	if (v[0] == '/') {
@@ -227,14 +228,15 @@ static void check_echoed(const cJSON *body, struct api_errs *e)
 	}
 	for (size_t i = 0; echoed_fields[i]; i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, echoed_fields[i]);
-		if (cJSON_IsString(v) && (strlen(v->valuestring) > 4096 || has_control(v->valuestring)))
+		if (cJSON_IsString(v) &&
+		    (strlen(v->valuestring) > 4096 || has_control(v->valuestring)))
 			errs_add(e, "%s must be at most 4096 characters without control characters",
 				 echoed_fields[i]);
 	}
 }
 
-static void check_resource(const cJSON *body, const char *key, double max, double dflt,
-			   double *out, bool *given, struct api_errs *e)
+static void check_resource(const cJSON *body, const char *key, double max, double dflt, double *out,
+			   bool *given, struct api_errs *e)
 {
 	*out = dflt;
 	if (!opt_number(body, key, "", e, out))
@@ -301,8 +303,8 @@ static void create_sandbox(struct api_call *c)
 		api_reply_error(c, 400, "Cannot specify Sandbox resources when using a snapshot");
 		goto out;
 	}
-	if (req.snapshot && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(body, "gpuType")) >
-				    0) {
+	if (req.snapshot &&
+	    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(body, "gpuType")) > 0) {
 		api_reply_error(c, 400,
 				"Cannot specify GPU type when creating sandbox from snapshot. GPU "
 				"type is inherited from snapshot.");
@@ -320,11 +322,15 @@ static void create_sandbox(struct api_call *c)
 	if (req.name)
 		check_object_name(req.name, "sandbox", &e);
 	if (req.user && !valid_user(req.user))
-		errs_add(&e, "user must be a user name: 1 to %d characters from a-z, 0-9, '_' "
-			     "and '-', starting with a letter or '_'", STORE_USER_MAX);
+		errs_add(&e,
+			 "user must be a user name: 1 to %d characters from a-z, 0-9, '_' "
+			 "and '-', starting with a letter or '_'",
+			 STORE_USER_MAX);
 	if (req.target && !valid_target(req.target))
-		errs_add(&e, "target must be 1 to %d characters from A-Z, a-z, 0-9, '.', '_' "
-			     "and '-'", STORE_TARGET_MAX);
+		errs_add(&e,
+			 "target must be 1 to %d characters from A-Z, a-z, 0-9, '.', '_' "
+			 "and '-'",
+			 STORE_TARGET_MAX);
 	if (req.snapshot && strlen(req.snapshot) > STORE_NAME_MAX)
 		errs_add(&e, "Snapshot %.64s... not found", req.snapshot);
 	if (req.labels)
@@ -404,7 +410,8 @@ static void list_sandboxes(struct api_call *c)
 		if (!store_is_sandbox_state_name(states[i])) {
 			struct buf all = BUF_INIT;
 			for (size_t k = 0; store_sandbox_state_names[k]; k++)
-				buf_printf(&all, "%s%s", k ? ", " : "", store_sandbox_state_names[k]);
+				buf_printf(&all, "%s%s", k ? ", " : "",
+					   store_sandbox_state_names[k]);
 			errs_add(&e, "each value in states must be one of the following values: %s",
 				 buf_str(&all));
 			buf_free(&all);
@@ -550,8 +557,8 @@ static void set_interval(struct api_call *c, const char *s, const char *kind, co
 		api_reply_error(c, 400, "interval must be an integer number of minutes");
 		return;
 	}
-	reply_result(c, store_sandbox_set_interval(c->store, s, which, minutes, &info, &err),
-		     &info, &err);
+	reply_result(c, store_sandbox_set_interval(c->store, s, which, minutes, &info, &err), &info,
+		     &err);
 }
 
 static void preview_url(struct api_call *c, const char *s, const char *port_text)

@@ -30,16 +30,23 @@ const char *const store_sandbox_state_names[] = {
 };
 
 static const char *const sb_names[SB_NSTATES] = {
-	[SB_CREATING] = "creating",	[SB_STARTED] = "started",
-	[SB_STOPPED] = "stopped",	[SB_ARCHIVING] = "archiving",
-	[SB_ARCHIVED] = "archived",	[SB_RESTORING] = "restoring",
-	[SB_SNAPSHOTTING] = "snapshotting", [SB_DESTROYING] = "destroying",
-	[SB_DESTROYED] = "destroyed",	[SB_ERROR] = "error",
+	[SB_CREATING] = "creating",
+	[SB_STARTED] = "started",
+	[SB_STOPPED] = "stopped",
+	[SB_ARCHIVING] = "archiving",
+	[SB_ARCHIVED] = "archived",
+	[SB_RESTORING] = "restoring",
+	[SB_SNAPSHOTTING] = "snapshotting",
+	[SB_DESTROYING] = "destroying",
+	[SB_DESTROYED] = "destroyed",
+	[SB_ERROR] = "error",
 };
 
 static const char *const vol_names[] = {
-	[VOL_PENDING_CREATE] = "pending_create", [VOL_READY] = "ready",
-	[VOL_PENDING_DELETE] = "pending_delete", [VOL_DELETING] = "deleting",
+	[VOL_PENDING_CREATE] = "pending_create",
+	[VOL_READY] = "ready",
+	[VOL_PENDING_DELETE] = "pending_delete",
+	[VOL_DELETING] = "deleting",
 	[VOL_ERROR] = "error",
 };
 
@@ -108,8 +115,8 @@ int snap_state_parse(const char *s, enum snap_state *out)
 
 bool sb_state_transitional(enum sb_state s)
 {
-	return s == SB_CREATING || s == SB_ARCHIVING || s == SB_RESTORING ||
-	       s == SB_SNAPSHOTTING || s == SB_DESTROYING;
+	return s == SB_CREATING || s == SB_ARCHIVING || s == SB_RESTORING || s == SB_SNAPSHOTTING ||
+	       s == SB_DESTROYING;
 }
 
 void sb_set_state(struct store *st, struct sandbox *sb, enum sb_state s, enum sb_state desired)
@@ -126,8 +133,8 @@ void sb_set_state(struct store *st, struct sandbox *sb, enum sb_state s, enum sb
 		sb->info.recoverable = false;
 	}
 	if (old != s)
-		log_info("sandbox %s (%s): %s -> %s", sb->info.id, sb->info.name, sb_state_name(old),
-			 sb_state_name(s));
+		log_info("sandbox %s (%s): %s -> %s", sb->info.id, sb->info.name,
+			 sb_state_name(old), sb_state_name(s));
 	(void)st;
 }
 

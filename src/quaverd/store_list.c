@@ -46,7 +46,8 @@ static bool labels_match(const cJSON *have, const cJSON *want)
 	cJSON_ArrayForEach(w, want)
 	{
 		const cJSON *h = cJSON_GetObjectItemCaseSensitive(have, w->string);
-		if (!cJSON_IsString(h) || !cJSON_IsString(w) || strcmp(h->valuestring, w->valuestring))
+		if (!cJSON_IsString(h) || !cJSON_IsString(w) ||
+		    strcmp(h->valuestring, w->valuestring))
 			return false;
 	}
 	return true;
@@ -134,9 +135,11 @@ int store_sandbox_list(struct store *st, const struct store_sandbox_filter *filt
 		if (sb_matches(sb, filter))
 			matches[n++] = sb;
 	}
-	qsort(matches, n, sizeof(*matches), filter->ascending ? cmp_oldest_first : cmp_newest_first);
+	qsort(matches, n, sizeof(*matches),
+	      filter->ascending ? cmp_oldest_first : cmp_newest_first);
 	if (cursor_id[0]) {
-		/* Keyset: everything strictly after the cursor's key, whether or not it still exists. */
+		/* Keyset: everything strictly after the cursor's key, whether or not it still
+		 * exists. */
 		while (first < n) {
 			int c = key_cmp(matches[first]->info.created_ms, matches[first]->info.id,
 					cursor_ms, cursor_id);

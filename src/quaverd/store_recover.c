@@ -96,7 +96,8 @@ static bool resolve_sandbox(struct store *st, struct sandbox *sb, bool *changed)
 	sb_path(st, sb->info.id, "archive.tar", tar, sizeof(tar));
 	sb_path(st, sb->info.id, "archive.tar.part", part, sizeof(part));
 
-	if (sb->state == SB_DESTROYING || sb->state == SB_DESTROYED || sb->desired == SB_DESTROYED) {
+	if (sb->state == SB_DESTROYING || sb->state == SB_DESTROYED ||
+	    sb->desired == SB_DESTROYED) {
 		log_info("sandbox %s (%s): finishing its deletion", sb->info.id, sb->info.name);
 		tree_remove(st, dir);
 		return false;
@@ -151,7 +152,8 @@ static bool resolve_sandbox(struct store *st, struct sandbox *sb, bool *changed)
 	case SB_STOPPED:
 		if (root_ok) {
 			if (tar_ok)
-				unlink(tar); /* a restore killed between the record and the cleanup */
+				unlink(
+				    tar); /* a restore killed between the record and the cleanup */
 		} else if (tar_ok) {
 			sb_set_state(st, sb, SB_ARCHIVED, SB_ARCHIVED);
 		} else {
@@ -319,8 +321,8 @@ static int load_snapshot(struct store *st, const char *id)
 		break;
 	}
 	if (sn->state != before) {
-		log_info("snapshot %s (%s): was %s when quaverd stopped, now %s", id,
-			 sn->info.name, snap_state_name(before), snap_state_name(sn->state));
+		log_info("snapshot %s (%s): was %s when quaverd stopped, now %s", id, sn->info.name,
+			 snap_state_name(before), snap_state_name(sn->state));
 		snap_save(st, sn);
 	}
 	rc = ptr_vec_push(&st->snapshots, sn);

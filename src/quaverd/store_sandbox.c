@@ -261,9 +261,10 @@ static int fill_record(struct sandbox *sb, const struct store_sandbox_create *re
 	i->memory = req->has_resources ? req->memory : 1;
 	i->disk = req->has_resources ? req->disk : 3;
 	i->auto_stop_min = req->auto_stop_min;
-	i->auto_archive_min = req->auto_archive_min == 0 || req->auto_archive_min > MAX_AUTO_ARCHIVE_MIN
-				      ? MAX_AUTO_ARCHIVE_MIN
-				      : req->auto_archive_min;
+	i->auto_archive_min =
+	    req->auto_archive_min == 0 || req->auto_archive_min > MAX_AUTO_ARCHIVE_MIN
+		? MAX_AUTO_ARCHIVE_MIN
+		: req->auto_archive_min;
 	i->auto_delete_min = req->auto_delete_min;
 	i->created_ms = i->updated_ms = i->last_activity_ms = now;
 	random_hex(i->preview_token, 16);
@@ -290,8 +291,9 @@ static int fill_record(struct sandbox *sb, const struct store_sandbox_create *re
 }
 
 /* Validates against the other records and inserts @sb (state creating). Under st->lock. */
-static int admit_locked(struct store *st, struct sandbox *sb, const struct store_sandbox_create *req,
-			struct snapshot **snap_out, struct store_err *err)
+static int admit_locked(struct store *st, struct sandbox *sb,
+			const struct store_sandbox_create *req, struct snapshot **snap_out,
+			struct store_err *err)
 {
 	struct snapshot *snap = NULL;
 	int rc;
@@ -549,8 +551,8 @@ static void job_destroy(struct store *st, void *arg)
 	/* One rename takes the whole directory, record included, out of the state dir. */
 	tree_remove(st, dir);
 	pthread_mutex_lock(&st->lock);
-	log_info("sandbox %s (%s): %s -> %s", sb->info.id, sb->info.name,
-		 sb_state_name(sb->state), sb_state_name(SB_DESTROYED));
+	log_info("sandbox %s (%s): %s -> %s", sb->info.id, sb->info.name, sb_state_name(sb->state),
+		 sb_state_name(SB_DESTROYED));
 	sb_unlink_locked(st, sb);
 	pthread_mutex_unlock(&st->lock);
 	pthread_mutex_unlock(&sb->op);
@@ -584,8 +586,7 @@ static int begin_job(struct store *st, struct sandbox *sb, enum sb_state s, enum
 		sb->refs--;
 		pthread_mutex_unlock(&st->lock);
 		sb_save(st, sb);
-		return fail(err, rc, "Could not start the %s: %s", sb_state_name(s),
-			    strerror(-rc));
+		return fail(err, rc, "Could not start the %s: %s", sb_state_name(s), strerror(-rc));
 	}
 	return 0;
 }
@@ -740,8 +741,7 @@ static int rebuild_root(struct store *st, struct sandbox *sb, char *why, size_t 
 	return rc;
 }
 
-static int sb_recover(struct store *st, struct sandbox *sb, bool skip_start,
-		      struct store_err *err)
+static int sb_recover(struct store *st, struct sandbox *sb, bool skip_start, struct store_err *err)
 {
 	char why[384] = "";
 	int rc;
@@ -806,15 +806,13 @@ static int op_stop(struct store *st, struct sandbox *sb, const void *arg, struct
 	return sb_stop(st, sb, *(const bool *)arg, err);
 }
 
-static int op_archive(struct store *st, struct sandbox *sb, const void *arg,
-		      struct store_err *err)
+static int op_archive(struct store *st, struct sandbox *sb, const void *arg, struct store_err *err)
 {
 	(void)arg;
 	return sb_archive(st, sb, err);
 }
 
-static int op_recover(struct store *st, struct sandbox *sb, const void *arg,
-		      struct store_err *err)
+static int op_recover(struct store *st, struct sandbox *sb, const void *arg, struct store_err *err)
 {
 	return sb_recover(st, sb, *(const bool *)arg, err);
 }
@@ -837,8 +835,8 @@ int store_sandbox_stop(struct store *st, const char *id_or_name, bool force,
 	return with_sandbox(st, id_or_name, op_stop, &force, out, err);
 }
 
-int store_sandbox_archive(struct store *st, const char *id_or_name,
-			  struct store_sandbox_info *out, struct store_err *err)
+int store_sandbox_archive(struct store *st, const char *id_or_name, struct store_sandbox_info *out,
+			  struct store_err *err)
 {
 	return with_sandbox(st, id_or_name, op_archive, NULL, out, err);
 }
@@ -849,14 +847,13 @@ int store_sandbox_recover(struct store *st, const char *id_or_name, bool skip_st
 	return with_sandbox(st, id_or_name, op_recover, &skip_start, out, err);
 }
 
-int store_sandbox_delete(struct store *st, const char *id_or_name,
-			 struct store_sandbox_info *out, struct store_err *err)
+int store_sandbox_delete(struct store *st, const char *id_or_name, struct store_sandbox_info *out,
+			 struct store_err *err)
 {
 	return with_sandbox(st, id_or_name, op_delete, NULL, out, err);
 }
 
-static int op_labels(struct store *st, struct sandbox *sb, const void *arg,
-		     struct store_err *err)
+static int op_labels(struct store *st, struct sandbox *sb, const void *arg, struct store_err *err)
 {
 	cJSON *labels = cJSON_Duplicate(arg, true);
 	int rc = 0;
@@ -893,8 +890,7 @@ struct interval_arg {
 	int64_t minutes;
 };
 
-static int op_interval(struct store *st, struct sandbox *sb, const void *p,
-		       struct store_err *err)
+static int op_interval(struct store *st, struct sandbox *sb, const void *p, struct store_err *err)
 {
 	const struct interval_arg *a = p;
 	int64_t minutes = a->minutes;

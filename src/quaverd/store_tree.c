@@ -65,7 +65,8 @@ static int run_tar(const char *const argv[], bool changed_is_ok, char *why, size
 	} else {
 		char line[256];
 		last_line(&out, line, sizeof(line));
-		snprintf(why, why_size, "tar failed (exit %d): %s", rc, line[0] ? line : "no output");
+		snprintf(why, why_size, "tar failed (exit %d): %s", rc,
+			 line[0] ? line : "no output");
 		rc = -EIO;
 	}
 	buf_free(&out);
@@ -80,10 +81,18 @@ int tree_pack(const char *dir, const char *tar_path, char *why, size_t why_size)
 	if (snprintf(part, sizeof(part), "%s.part", tar_path) >= (int)sizeof(part))
 		return -ENAMETOOLONG;
 	unlink(part);
-	const char *const argv[] = {"tar",     "--create",	  "--file",	part,
-				    "--directory", dir,	  "--numeric-owner", "--sparse",
-				    "--warning=no-file-changed", "--warning=no-file-removed",
-				    ".",	   NULL};
+	const char *const argv[] = {"tar",
+				    "--create",
+				    "--file",
+				    part,
+				    "--directory",
+				    dir,
+				    "--numeric-owner",
+				    "--sparse",
+				    "--warning=no-file-changed",
+				    "--warning=no-file-removed",
+				    ".",
+				    NULL};
 	rc = run_tar(argv, true, why, why_size);
 	if (rc < 0) {
 		unlink(part);
@@ -105,9 +114,10 @@ int tree_unpack(const char *tar_path, const char *dir, char *why, size_t why_siz
 		snprintf(why, why_size, "creating the target directory: %s", strerror(errno));
 		return -errno;
 	}
-	const char *const argv[] = {"tar",	   "--extract",	    "--file",
-				    tar_path,	   "--directory",   dir,
-				    "--numeric-owner", "--same-permissions", NULL};
+	const char *const argv[] = {
+	    "tar",	   "--extract", "--file",	   tar_path,
+	    "--directory", dir,		"--numeric-owner", "--same-permissions",
+	    NULL};
 	return run_tar(argv, false, why, why_size);
 }
 
