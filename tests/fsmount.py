@@ -32,7 +32,7 @@ from helpers.quaverd import LOG_LINE, Quaverd, QuaverdError, quaverd_bin
 
 __all__ = [
     "Mount", "Backend", "MountError", "Hang", "call", "errno_of", "write_node", "read_node",
-    "run", "free_port", "mountinfo_entry", "clean_env", "mount_session", "make_mount", "mount",
+    "run", "free_port", "mountinfo_entry", "mount_source", "unescape_mountinfo", "clean_env", "mount_session", "make_mount", "mount",
     "PROBE_NAMES", "REQUEST_LINE", "quaverfs_bin", "quaverd_bin",
 ]
 
@@ -96,12 +96,12 @@ def errno_of(fn, *args, timeout=CALL_TIMEOUT, **kw):
         return e.errno
 
 
-def write_node(path, text):
+def write_node(path, text, create=False):
     """One write() of @text to a control file, as `echo text > path` does
-    (O_TRUNC, which control files ignore). Raises OSError from open, write
-    or close."""
+    (O_TRUNC, which control files ignore; O_CREAT too with @create, for a
+    new label). Raises OSError from open, write or close."""
     data = text.encode() if isinstance(text, str) else text
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | (os.O_CREAT if create else 0), 0o644)
     try:
         n = os.write(fd, data)
         assert n == len(data), f"short write to {path}: {n} of {len(data)}"
@@ -165,16 +165,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def unescape_mountinfo(field):
+    """The kernel writes space, tab, newline, backslash and '#' as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def mountinfo_entry(path):
-    """The /proc/self/mountinfo line whose mount point is @path, or None."""
+    """The /proc/self/mountinfo line whose mount point is @path, or None
+    (the raw line, escapes and all)."""
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            fields = line.split()
-            point = fields[4].encode().decode("unicode_escape")
-            if point == path:
+            if unescape_mountinfo(line.split()[4]) == path:
                 return line.rstrip("\n")
     return None
+
+
+def mount_source(path):
+    """The source (fsname) of the mount at @path, unescaped."""
+    line = mountinfo_entry(path)
+    return None if line is None else unescape_mountinfo(line.split(" - ", 1)[1].split()[1])
 
 
 # ---- quaverd ----------------------------------------------------------------
@@ -440,8 +450,9 @@ class Mount:
             time.sleep(0.02)
         if self.mode == "embedded":
             if self.qd is None:
+                # fs-layout.md: the quaverd quaverfs starts logs to STATE_DIR/quaverd.log
                 self.qd = Backend(self.base / "quaverd", state_dir=self.state_dir,
-                                  log_file=self.base / "quaverd" / "embedded.log")
+                                  log_file=self.state_dir / "quaverd.log")
             self.qd.attach()
             self.embedded_pids = [p for p in self.qd.lock_holders()
                                   if self.qd.proc is None or p != self.qd.proc.pid]
@@ -586,8 +597,8 @@ class Mount:
     def write(self, rel, text, timeout=CALL_TIMEOUT):
         return call(write_node, self.path(rel), text, timeout=timeout)
 
-    def errno_write(self, rel, text, timeout=CALL_TIMEOUT):
-        return errno_of(write_node, self.path(rel), text, timeout=timeout)
+    def errno_write(self, rel, text, timeout=CALL_TIMEOUT, create=False):
+        return errno_of(write_node, self.path(rel), text, create, timeout=timeout)
 
     def errno_read(self, rel, timeout=CALL_TIMEOUT):
         return errno_of(read_node, self.path(rel), timeout=timeout)

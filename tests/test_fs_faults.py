@@ -2,6 +2,7 @@
 hang, recover without a remount, and let Ctrl-C through (fs-layout.md,
 "Network")."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ def test_quaverd_killed_then_restarted_under_a_live_mount(make_mount):
         r = m.sh(cmd, check=False, timeout=30)
         assert r.returncode != 0 and "Input/output error" in r.stderr, r
         assert r.elapsed < 3.0, f"not fast: {r!r}"
+    root = m.read("error")
+    assert root.strip() and ": " in root, f"no reason in the root error node: {root!r}"
     t0 = time.monotonic()
     st = m.status()
     assert time.monotonic() - t0 < 3.0
@@ -90,3 +93,18 @@ def test_ctrl_c_interrupts_a_slow_transition(make_mount):
     m.expect_fs_log(r"(?i)interrupt|EINTR|cancel")
     # the mount goes on working; the backend finishes the restore on its own
     assert m.read("sandboxes/slow/state") in ("restoring\n", "started\n")
+
+
+def test_op_timeout_gives_etimedout(make_mount):
+    """A state change that outlasts -o op_timeout fails with ETIMEDOUT; the
+    backend finishes it on its own."""
+    m = make_mount(qd_args=["--transition-delay", "4000"], fs_options=["op_timeout=1"])
+    m.sh("mkdir sandboxes/patient && echo stop > sandboxes/patient/state")
+    t0 = time.monotonic()
+    got = errno_of(write_node, m.path("sandboxes/patient/state"), "archive\n", timeout=30)
+    took = time.monotonic() - t0
+    assert got == errno.ETIMEDOUT, errno.errorcode.get(got, got)
+    assert 0.9 <= took < 3.0, f"op_timeout=1 gave up after {took:.2f} s"
+    m.expect_fs_log(r"patient")
+    assert m.read("sandboxes/patient/error").strip(), "no reason in the error node"
+    m.qd.wait_state("sandbox", "patient", "archived", timeout=10)

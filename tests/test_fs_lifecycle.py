@@ -49,6 +49,30 @@ def test_sandbox_lifecycle_keeps_data_through_archive(mount):
     assert qd.request("GET", "/sandbox/life").status == 404
 
 
+def test_error_state_and_recover(make_mount):
+    """A sandbox whose filesystem vanished while quaverd was down comes back
+    in error (doc/quaverd.md "Crash recovery"); the mount shows it and
+    `echo recover > state` brings it back."""
+    m = make_mount(port=free_port())
+    qd = m.qd
+    m.sh("mkdir sandboxes/broken")
+    sid = m.read("sandboxes/broken/id").strip()
+    qd.stop()
+    import shutil
+    shutil.rmtree(qd.sandbox_root(sid))
+    qd.start()
+    qd.expect_log(r"(?i)broken|" + sid)
+    rec = qd.get("sandbox", "broken")
+    assert rec["state"] == "error" and rec["errorReason"]
+    m.write("control", "flush\n")
+    assert m.read("sandboxes/broken/state") == "error\n"
+    assert m.read("sandboxes/broken/error") == rec["errorReason"] + "\n"
+    r = m.sh("echo recover > sandboxes/broken/state && cat sandboxes/broken/state "
+             "sandboxes/broken/error")
+    assert r.stdout == "started\n\n"
+    assert qd.get("sandbox", "broken")["state"] == "started"
+
+
 def test_volume_mkdir_rmdir(mount):
     m, qd = mount, mount.qd
     r = m.sh("mkdir volumes/vol1 && cat volumes/vol1/state && ls volumes")
@@ -144,15 +168,24 @@ def test_every_creation_option_through_control(mount):
 
 def test_plain_mkdir_honours_defaults(mount):
     m, qd = mount, mount.qd
-    m.sh("echo 'language=javascript autostop=45 label=owner=me' > defaults")
+    assert m.read("defaults") == "language=python\n"  # what a fresh mount starts with
+    m.sh("echo 'language=javascript autostop=45 label=owner=me label=tier=gold' > defaults")
     lines = m.read("defaults").splitlines()
-    assert {"language=javascript", "autostop=45", "label=owner=me"} <= set(lines), lines
+    assert {"language=javascript", "autostop=45", "label=owner=me",
+            "label=tier=gold"} <= set(lines), lines
 
     m.sh("mkdir sandboxes/plain")
     i = info(m, "plain")
     assert i["labels"].get("code-toolbox-language") == "javascript"
     assert i["autoStopInterval"] == 45
-    assert i["labels"].get("owner") == "me"
+    assert i["labels"].get("owner") == "me" and i["labels"].get("tier") == "gold"
+
+    # create through control uses its own options only
+    ref = qd.create_sandbox("reference")  # the backend's own defaults
+    m.sh("echo 'create sandbox own' > control")
+    i = info(m, "own")
+    assert i["autoStopInterval"] == ref["autoStopInterval"]
+    assert i["labels"] == {"code-toolbox-language": "python"}
 
     # the write grammar mirrors what a read shows: writing each line back changes nothing
     before = m.read("defaults")
@@ -160,15 +193,21 @@ def test_plain_mkdir_honours_defaults(mount):
         m.write("defaults", line + "\n")
     assert m.read("defaults") == before
 
-    # key= clears one
+    # label=K=V replaces K; key= clears one; label= clears every label
+    m.sh("echo label=owner=you > defaults")
+    lines = m.read("defaults").splitlines()
+    assert "label=owner=you" in lines and "label=owner=me" not in lines, lines
     m.sh("echo autostop= > defaults")
     lines = m.read("defaults").splitlines()
     assert not any(line.startswith("autostop=") for line in lines), lines
     assert "language=javascript" in lines
-    ref = qd.create_sandbox("reference")  # the backend's own default
+    m.sh("echo label= > defaults")
+    lines = m.read("defaults").splitlines()
+    assert not any(line.startswith("label=") for line in lines), lines
     m.sh("mkdir sandboxes/plain2")
-    assert info(m, "plain2")["autoStopInterval"] == ref["autoStopInterval"]
-    assert info(m, "plain2")["labels"].get("code-toolbox-language") == "javascript"
+    i = info(m, "plain2")
+    assert i["autoStopInterval"] == ref["autoStopInterval"]
+    assert i["labels"] == {"code-toolbox-language": "javascript"}
 
 
 # ---- the nodes of one sandbox (one mount for the module: these tests only
@@ -199,6 +238,12 @@ def test_labels_files(nodes, sbx):
 
     m.sh(f"echo 'second value' > {sbx}/labels/k")
     assert m.read(sbx, "labels", "k") == "second value\n"
+
+    # touch makes a label with an empty value
+    m.sh(f"touch {sbx}/labels/empty")
+    assert m.read(sbx, "labels", "empty") == "\n"
+    assert qd.get("sandbox", "nodes")["labels"].get("empty") == ""
+    m.sh(f"rm {sbx}/labels/empty")
 
     r = m.sh(f"cd {sbx} && rm labels/k && ls labels")
     assert "k" not in r.stdout.splitlines()
@@ -241,7 +286,7 @@ def test_port_gives_preview_url(nodes, sbx):
     want = qd.ok("GET", f"/sandbox/{sid}/ports/3000/preview-url")["url"]
     assert m.read(sbx, "ports", "3000") == want + "\n"
     assert m.listdir(f"{sbx}/ports") == []
-    for bad in ("0", "65536", "http"):
+    for bad in ("0", "65536", "http", "03000", "+3000", "-1"):
         assert errno_of(os.stat, m.path(sbx, "ports", bad)) == errno.ENOENT, bad
 
 
@@ -252,6 +297,7 @@ def test_id_info_and_error_nodes(nodes, sbx):
     i = json.loads(m.read(sbx, "info.json"))
     assert i["id"] == rec["id"] and i["name"] == "nodes"
     assert m.read(sbx, "error") == "\n"
+    assert m.read(sbx, "snapshot") == "\n"  # none taken yet
 
 
 def test_id_symlink_resolves_to_same_sandbox_listed_once(nodes, sbx):
@@ -269,12 +315,15 @@ def test_id_symlink_resolves_to_same_sandbox_listed_once(nodes, sbx):
 
 def test_status_node(nodes, sbx):
     m, qd = nodes, nodes.qd
+    for d in ("sandboxes", "volumes", "snapshots"):
+        m.listdir(d)  # counts are known once listed
     text = m.read("status")
     assert text.endswith("\n")
     st = m.status()
     assert st["backend"] == qd.url
     assert st["kind"] in ("local", "remote")
-    assert st["version"].strip()
+    version = run([quaverfs_bin(), "--version"], timeout=10)
+    assert st["version"] and st["version"] in version.stdout + version.stderr
     assert st["reachable"] == "yes"
     assert int(st["sandboxes"]) == len(qd.list_sandboxes())
     assert int(st["volumes"]) == len(qd.list_volumes())
@@ -322,6 +371,26 @@ def test_key_file_mode(make_mount):
     m = make_mount(mode="key_file")
     r = m.sh("mkdir sandboxes/kf && cat sandboxes/kf/state && ls sandboxes")
     assert r.stdout.splitlines() == ["started", "kf"]
+
+
+def test_source_argument_names_the_backend(make_mount):
+    """How mount(8) runs it: quaverfs SOURCE MOUNTPOINT -o OPTIONS."""
+    first = make_mount()  # a quaverd to point at, and its key
+    m = Mount(first.base / "by-source", fs_options=[])
+    m.mode = "source"
+    m.command = lambda: [quaverfs_bin(), first.qd.url, str(m.mnt), "-f"]
+    m.environment = lambda: {**clean_env(), "DAYTONA_API_KEY": first.qd.token,
+                             "XDG_DATA_HOME": str(m.base / "xdg")}
+    try:
+        m.start()
+        assert m.status()["backend"] == first.qd.url
+        r = m.sh("mkdir sandboxes/src && cat sandboxes/src/state")
+        assert r.stdout == "started\n"
+        assert first.qd.get("sandbox", "src")["state"] == "started"
+        assert mount_source(m.mnt) == f"quaverfs#{first.qd.url}"
+    finally:
+        problems = m.finish()
+    assert not problems, problems
 
 
 def test_sigterm_unmounts_cleanly(make_mount):

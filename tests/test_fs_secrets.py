@@ -50,10 +50,9 @@ def assert_key_hidden(m, key):
 
     with open("/proc/self/mountinfo") as f:
         mountinfo = f.read()
-    line = mountinfo_entry(m.mnt)
-    assert line is not None
-    source = line.split(" - ", 1)[1].split()[1]
-    assert source == f"quaverfs#{m.qd.url}", line
+    assert mount_source(m.mnt) == f"quaverfs#{m.qd.url}", mountinfo_entry(m.mnt)
+    r = run(["mount"], check=True)
+    assert f"quaverfs#{m.qd.url} on {m.mnt} type fuse" in r.stdout
     for p in pieces:
         assert p not in mountinfo, "the key is in /proc/self/mountinfo"
 
@@ -85,3 +84,23 @@ def test_key_hidden_in_embedded_mode(make_mount):
     m = make_mount(mode="embedded", debug=True)
     exercise(m)
     assert_key_hidden(m, m.qd.token)
+
+
+@pytest.mark.parametrize("opt", ["api_key", "key", "token", "jwt"])
+def test_key_as_mount_option_is_refused_without_echo(tmp_path, opt):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    secret = "s3cr3t" + "9f" * 20
+    env = clean_env()
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    r = run([quaverfs_bin(), "-f", "-o", "api_url=http://127.0.0.1:9/api", "-o",
+             f"{opt}={secret}", str(mnt)], env=env, timeout=10)
+    try:
+        assert r.returncode != 0, r
+        assert (r.stdout + r.stderr).strip(), "refused without a message"
+        assert secret not in r.stdout + r.stderr
+        assert secret[:16] not in r.stdout + r.stderr
+    finally:
+        if mountinfo_entry(mnt) is not None:
+            run(["fusermount3", "-uz", str(mnt)], timeout=10)
+    assert mountinfo_entry(mnt) is None

@@ -4,6 +4,7 @@ listing, all counted in quaverd's debug log (fs-layout.md)."""
 
 import errno
 import math
+import re
 import os
 import shutil
 import stat as statmod
@@ -130,6 +131,9 @@ def test_owners_are_mounting_user(shell):
 def test_owners_are_a_non_root_mounting_user():
     """Mounted by nobody: every node belongs to nobody, as nobody sees it
     (root itself may not enter another user's mount without allow_other)."""
+    if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
+        pytest.skip("/dev/fuse is not open to other users on this machine (Debian makes it "
+                    "0666); only a root mount can be tested here")
     base = Path(tempfile.mkdtemp(prefix="quaverfs-user-"))
     os.chmod(base, 0o755)
     m = Mount(base, user=(65534, 65534))
@@ -173,6 +177,13 @@ def test_file_manager_probes_are_local(shell):
     r = m.sh("ls -a . sandboxes")
     for name in PROBE_NAMES:
         assert name not in r.stdout.split()
+    # so no object can have such a name
+    before = m.qd.view()
+    for name in ("Desktop.ini", "autorun.inf", ".directory"):
+        assert errno_of(os.mkdir, m.path("sandboxes", name)) == errno.EINVAL, name
+        assert errno_of(os.mkdir, m.path("volumes", name)) == errno.EINVAL, name
+        m.expect_fs_log(re.escape(name))
+    assert m.qd.view() == before
 
 
 # ---- tests that change things: a fresh mount each --------------------------
