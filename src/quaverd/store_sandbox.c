@@ -99,15 +99,17 @@ static bool job_running(struct store *st, const struct sandbox *sb)
  */
 static int wait_job(struct store *st, struct sandbox *sb, struct store_err *err)
 {
+	enum sb_state state;
 	bool done;
 
 	pthread_mutex_unlock(&sb->op);
 	pthread_mutex_lock(&st->lock);
 	done = store_wait_job_locked(st, &sb->job, JOB_WAIT_MS);
+	state = sb->state;
 	pthread_mutex_unlock(&st->lock);
 	if (!done)
 		return fail(err, -EBUSY, "Sandbox state change in progress (state: %s)",
-			    sb_state_name(sb->state));
+			    sb_state_name(state));
 	pthread_mutex_lock(&sb->op);
 	return 0;
 }
