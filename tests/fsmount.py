@@ -362,6 +362,7 @@ class Mount:
     mode "api":      quaverd started here, quaverfs -o api_url=URL with the
                      token in DAYTONA_API_KEY (the default);
     mode "key_file": the same with the token in a 0600 file, -o key_file=;
+    mode "jwt":      the same with DAYTONA_JWT_TOKEN and DAYTONA_ORGANIZATION_ID;
     mode "embedded": no key, no api_url: quaverfs -o state_dir=DIR starts
                      quaverd itself (reuse=True: we start quaverd on DIR
                      first and quaverfs must use that one).
@@ -396,7 +397,7 @@ class Mount:
 
     def command(self):
         opts = []
-        if self.mode in ("api", "key_file"):
+        if self.mode in ("api", "key_file", "jwt"):
             opts += ["-o", f"api_url={self.api_url or self.qd.url}"]
         if self.mode == "key_file":
             opts += ["-o", f"key_file={self.key_path}"]
@@ -418,11 +419,14 @@ class Mount:
         env["XDG_DATA_HOME"] = str(self.base / "xdg")
         if self.mode == "api":
             env["DAYTONA_API_KEY"] = self.key if self.key is not None else self.qd.token
+        if self.mode == "jwt":
+            env["DAYTONA_JWT_TOKEN"] = self.key if self.key is not None else self.qd.token
+            env["DAYTONA_ORGANIZATION_ID"] = (self.qd.state_dir / "organization").read_text().strip()
         env.update(self.extra_env)
         return env
 
     def start(self):
-        if self.mode in ("api", "key_file") or self.reuse:
+        if self.mode in ("api", "key_file", "jwt") or self.reuse:
             self.qd = Backend(self.base / "quaverd", args=self.qd_args, port=self.port)
             self.qd.start()
         if self.mode == "key_file":

@@ -108,3 +108,33 @@ def test_op_timeout_gives_etimedout(make_mount):
     m.expect_fs_log(r"patient")
     assert m.read("sandboxes/patient/error").strip(), "no reason in the error node"
     m.qd.wait_state("sandbox", "patient", "archived", timeout=10)
+
+
+def test_embedded_mount_follows_quaverd_restarted_on_another_port(make_mount):
+    """doc/mounting.md: quaverd restarted while mounted, even on another
+    port: EIO while it is down, then it works again without a remount."""
+    m = make_mount(mode="embedded")
+    m.sh("mkdir sandboxes/kept")
+    for pid in m.embedded_pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while m.qd.lock_holders() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.1)
+    r = m.sh("ls sandboxes", check=False, timeout=30)
+    assert r.returncode != 0 and "Input/output error" in r.stderr, r
+    assert r.elapsed < 3.0, r
+    m.expect_fs_log(r"refused|connect|unreachable|127\.0\.0\.1")
+
+    again = Backend(m.base / "again", state_dir=m.state_dir)
+    again.start()
+    m.qd = again  # ours now: finish() stops it and checks its log
+    deadline = time.monotonic() + 5
+    while True:
+        r = m.sh("ls sandboxes", check=False, timeout=30)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.returncode == 0 and r.stdout == "kept\n", r
+    assert m.status()["backend"] == again.url
+    assert m.read("sandboxes/kept/state") == "started\n"

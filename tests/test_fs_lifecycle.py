@@ -393,12 +393,73 @@ def test_source_argument_names_the_backend(make_mount):
     assert not problems, problems
 
 
-def test_sigterm_unmounts_cleanly(make_mount):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_unmounts_cleanly(make_mount, sig):
     m = make_mount()
     m.sh("ls sandboxes")
-    m.proc.send_signal(signal.SIGTERM)
+    m.proc.send_signal(sig)
     assert m.proc.wait(5) == 0
     assert not m.mounted
+
+
+def process_serving(mnt):
+    """Pid of the quaverfs process whose command line names @mnt, or None."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            continue
+        if not zombie and argv[0].endswith(b"quaverfs") and str(mnt).encode() in argv:
+            return int(pid)
+    return None
+
+
+def test_background_mode(tmp_path):
+    """Without -f quaverfs returns once mounted and serves from the
+    background, logging to -o log_file=; fusermount3 -u ends it."""
+    qd = Backend(tmp_path / "qd")
+    qd.start()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    log = tmp_path / "bg.log"
+    env = clean_env()
+    env["DAYTONA_API_KEY"] = qd.token
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    pid = None
+    try:
+        r = run([quaverfs_bin(), "-o", f"api_url={qd.url}", "-o", f"log_file={log}", str(mnt)],
+                env=env, timeout=20)
+        assert r.returncode == 0, r
+        assert mountinfo_entry(mnt) is not None, "returned before the mount was there"
+        pid = process_serving(mnt)
+        assert pid is not None, "no quaverfs process in the background"
+        r = run(["bash", "-c", "mkdir sandboxes/bg && cat sandboxes/bg/state"], cwd=mnt,
+                timeout=30)
+        assert r.stdout == "started\n", r
+        r = run(["fusermount3", "-u", str(mnt)], timeout=10)
+        assert r.returncode == 0, r
+        deadline = time.monotonic() + 5
+        while process_serving(mnt) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_serving(mnt) is None, "still running 5 s after fusermount3 -u"
+        text = log.read_text()
+        assert "mounted" in text or text.strip(), "nothing in the log file"
+        bad = [line for line in text.splitlines()
+               if re.search(r"\] (error|warn): ", line) or not re.match(r"^\S+ quaverfs\[", line)]
+        assert not bad, bad
+        assert qd.token not in text
+    finally:
+        if mountinfo_entry(mnt) is not None:
+            run(["fusermount3", "-uz", str(mnt)], timeout=10)
+        if pid is not None and process_serving(mnt) == pid:
+            os.kill(pid, signal.SIGKILL)
+        problems = qd.finish()
+    assert not problems, problems
 
 
 def test_help_and_version():

@@ -80,6 +80,12 @@ def test_key_hidden_with_key_file(make_mount):
     assert_key_hidden(m, m.qd.token)
 
 
+def test_key_hidden_with_jwt_and_organization(make_mount):
+    m = make_mount(mode="jwt", debug=True)
+    exercise(m)
+    assert_key_hidden(m, m.qd.token)
+
+
 def test_key_hidden_in_embedded_mode(make_mount):
     m = make_mount(mode="embedded", debug=True)
     exercise(m)

@@ -105,6 +105,30 @@ def test_stat_and_true_sizes(shell):
         assert int(length) > 0, f"{name} is empty (every value ends with a newline)"
 
 
+def test_every_value_ends_with_a_newline(shell):
+    def contents():
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(shell.mnt):
+            names = filenames + (["3000"] if dirpath.endswith("/ports") else [])
+            for n in names:
+                with open(os.path.join(dirpath, n), "rb") as f:
+                    out[os.path.relpath(os.path.join(dirpath, n), shell.mnt)] = f.read()
+        return out
+    files = call(contents)
+    assert len(files) > 30
+    bad = {p: v for p, v in files.items() if not v.endswith(b"\n")}
+    assert not bad, bad
+
+
+def test_truncate_is_a_no_op(shell):
+    autostop = shell.read("sandboxes/s1/autostop")
+    r = shell.sh("truncate -s 0 sandboxes/s1/state defaults && : > sandboxes/s1/autostop && "
+                 "cat sandboxes/s1/state defaults")
+    assert r.stdout == "started\nlanguage=python\n"
+    assert shell.qd.get("sandbox", "s1")["state"] == "started"
+    assert shell.read("sandboxes/s1/autostop") == autostop
+
+
 def test_tree(shell):
     r = shell.sh("tree -a --noreport .")
     assert r.stderr == ""
