@@ -210,6 +210,8 @@ static int create_sandbox(struct qfs *fs, const char *name, const struct create_
 		char id[OBJ_ID_MAX];
 
 		copy_str(id, sizeof(id), sb.id);
+		/* Outputs are cleared, not freed, by the client: free the first answer. */
+		dt_sandbox_clear(&sb);
 		ret = BK_CALL(fs->bk, err, c,
 			      dt_sandbox_wait(c, id, started, fs->op_timeout_ms, &sb, err));
 		if (ret < 0) {
@@ -248,6 +250,7 @@ static int create_volume(struct qfs *fs, const char *name, struct node_info *chi
 		char id[OBJ_ID_MAX];
 
 		copy_str(id, sizeof(id), v.id);
+		dt_volume_clear(&v);
 		ret = BK_CALL(fs->bk, err, c,
 			      dt_volume_wait(c, id, "ready", fs->op_timeout_ms, &v, err));
 	}
@@ -363,10 +366,12 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 	if (ret < 0)
 		goto out;
 	/* The client waits for the target state itself; this only covers a shortcut of it. */
-	if (!state_in(sb.state ? sb.state : "", sw->targets))
+	if (!state_in(sb.state ? sb.state : "", sw->targets)) {
+		dt_sandbox_clear(&sb);
 		ret = BK_CALL(fs->bk, err, c,
 			      dt_sandbox_wait(c, n->obj_id, sw->targets, fs->op_timeout_ms, &sb,
 					      err));
+	}
 	if (ret == 0) {
 		stored = cache_store_sandbox(fs->cache, &sb);
 		cobj_put(stored);
