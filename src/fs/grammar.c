@@ -53,7 +53,7 @@ int words_split(const char *text, size_t len, char ***words, size_t *nwords, cha
 
 			in_word = true;
 			/* An empty quoted word is still a word. */
-			ret = buf_reserve(&w, 1);
+			ret = buf_append(&w, "", 0);
 			while (ret == 0 && j < len && text[j] != ch) {
 				if (ch == '"' && text[j] == '\\' && j + 1 < len &&
 				    (text[j + 1] == '"' || text[j + 1] == '\\'))
