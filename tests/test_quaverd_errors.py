@@ -4,12 +4,13 @@ changes in the state dir (doc/quaverd.md "Errors" and "Object names",
 ../shared/daytona-api.md sections 1.3 and 2.2, issue 2)."""
 
 import contextlib
+import http.client
 import json
 
 import pytest
 
 from helpers.daytona import (assert_daytona_error, create_sandbox, create_volume,
-                             snapshot_sandbox, unique, wait_sandbox)
+                             snapshot_sandbox, unique, wait_for, wait_sandbox, wait_volume)
 from helpers.quaverd import quote, state_tree, tree_diff
 
 MAX_BODY = 65536
@@ -44,6 +45,14 @@ def unchanged(q):
     assert q.request("GET", "/sandbox").status == 200, "quaverd stopped answering"
     after = state_tree(q.state_dir)
     assert before == after, "the state dir changed:\n" + tree_diff(before, after)
+
+
+def delete_and_wait(q, sid):
+    """Deletes a sandbox and waits until its directory is gone, so no later
+    test sees the state dir change under it."""
+    q.ok("DELETE", f"/sandbox/{sid}")
+    wait_for("the sandbox directory to go",
+             lambda: not (q.state_dir / "sandboxes" / sid).exists())
 
 
 def expect_error(q, method, path, status, json_body=None, body=None, headers=None):
@@ -99,6 +108,8 @@ def test_volume_not_ready_is_400(world):
         "env": {}, "labels": {},
         "volumes": [{"volumeId": vol["id"], "mountPath": "/home/daytona/v"}]})
     assert "ready" in body["message"]
+    # Let it become ready now, so no later test sees it change on disk.
+    wait_volume(q, vol["id"], "ready")
 
 
 def test_resources_with_snapshot_are_400(world):
@@ -317,25 +328,88 @@ def test_longest_valid_name_is_accepted(world):
     name = "n" + "x" * 62
     dto = create_sandbox(q, name=name)
     assert dto["name"] == name
-    q.ok("DELETE", f"/sandbox/{dto['id']}")
+    delete_and_wait(q, dto["id"])
+
+
+OBJECT_PATHS = ("GET /sandbox/{}", "POST /sandbox/{}/stop", "DELETE /sandbox/{}",
+                "GET /volumes/{}", "GET /volumes/by-name/{}", "DELETE /volumes/{}",
+                "GET /snapshots/{}", "DELETE /snapshots/{}")
 
 
 @pytest.mark.parametrize("ref", [
-    "%2E%2E",
-    "..%2F..%2Fetc",
     "a%2Fb",
-    "a%00b",
     "x" * 300,
     "%FF%FE",
     "with%20space",
+    "%0A",
+    "%0D",
+    "a%3Bb",
 ])
 def test_bad_id_in_path_is_4xx(world, ref):
     q = world["q"]
-    for method, path in (("GET", f"/sandbox/{ref}"), ("POST", f"/sandbox/{ref}/stop"),
-                         ("DELETE", f"/sandbox/{ref}"), ("GET", f"/volumes/{ref}"),
-                         ("GET", f"/volumes/by-name/{ref}"), ("DELETE", f"/volumes/{ref}"),
-                         ("GET", f"/snapshots/{ref}"), ("DELETE", f"/snapshots/{ref}")):
+    for route in OBJECT_PATHS:
+        method, path = route.format(ref).split(" ")
         expect_4xx(q, method, path)
+
+
+@pytest.mark.parametrize("suffix", ["%0Ajunk", "%0D", "%0A", "%0D%0AX-Injected:%201"])
+def test_control_characters_in_id_do_not_reach_another_object(quaverd, suffix):
+    """DELETE /sandbox/NAME%0Ajunk names no sandbox: it must not delete NAME."""
+    q = quaverd
+    victim = create_sandbox(q, name="victim")
+    expect_4xx(q, "DELETE", f"/sandbox/victim{suffix}")
+    expect_4xx(q, "POST", f"/sandbox/victim{suffix}/stop")
+    assert q.ok("GET", f"/sandbox/{victim['id']}")["state"] == "started"
+
+
+@pytest.mark.parametrize("ref", ["..", "%2E%2E", "..%2F..%2Fetc", "%2E%2E%2F%2E%2E"])
+def test_dot_segments_in_path_reach_no_object(world, ref):
+    """libwebsockets resolves "." and ".." segments, encoded or not, before
+    quaverd sees the path (doc/quaverd.md "HTTP limits"): what remains may
+    name a collection (GET /volumes/.. is GET /volumes), but nothing changes
+    and every error is Daytona-shaped."""
+    q = world["q"]
+    for route in OBJECT_PATHS:
+        method, path = route.format(ref).split(" ")
+        with unchanged(q):
+            resp = q.request(method, path)
+            if method != "GET" or resp.status != 200:
+                assert 400 <= resp.status < 500, (method, path, resp)
+                assert_daytona_error(resp, resp.status)
+
+
+def test_nul_in_path_closes_the_connection_and_changes_nothing(world):
+    """doc/quaverd.md "HTTP limits": libwebsockets closes the connection on
+    %00 in a path."""
+    q = world["q"]
+    for route in OBJECT_PATHS:
+        method, path = route.format("a%00b").split(" ")
+        with unchanged(q):
+            try:
+                resp = q.request(method, path)
+            except (http.client.RemoteDisconnected, ConnectionResetError):
+                continue
+            assert_daytona_error(resp, resp.status)
+            assert 400 <= resp.status < 500
+
+
+def test_chunked_body_is_411(world):
+    q = world["q"]
+    with unchanged(q):
+        conn = http.client.HTTPConnection(q.host, q.port, timeout=10)
+        try:
+            conn.putrequest("POST", q.api_path + "/sandbox")
+            conn.putheader("Authorization", "Bearer " + q.token)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            conn.send(b"2\r\n{}\r\n0\r\n\r\n")
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        assert resp.status == 411, (resp.status, raw)
+        assert_daytona_error((resp.status, json.loads(raw)), 411)
 
 
 def test_body_over_max_body_is_413(world):
@@ -355,7 +429,7 @@ def test_body_just_under_max_body_is_accepted(world):
     pad = "x" * (MAX_BODY - 200)
     dto = q.ok("POST", "/sandbox", json={"env": {}, "labels": {"pad": pad}})
     assert dto["labels"]["pad"] == pad
-    q.ok("DELETE", f"/sandbox/{dto['id']}")
+    delete_and_wait(q, dto["id"])
 
 
 def test_default_body_limit_is_one_mebibyte(quaverd):

@@ -79,10 +79,31 @@ def test_list_snapshots_is_paged(quaverd):
     assert len(first["items"]) == 2 and len(second["items"]) == 1
     paged = [s["id"] for s in first["items"] + second["items"]]
     assert sorted(paged) == sorted(s["id"] for s in everything["items"])
-    by_source = q.ok("GET", f"/snapshots?sourceSandboxId={sbx['id']}")
-    assert by_source["total"] == 3
-    by_name = q.ok("GET", f"/snapshots?name={names[0]}")
-    assert [s["name"] for s in by_name["items"]] == [names[0]]
+
+
+def test_list_snapshots_filters_by_name_part(shared_quaverd):
+    q = shared_quaverd
+    sbx = create_sandbox(q)
+    tag = unique("part")
+    snapshot_sandbox(q, sbx["id"], f"a-{tag}-one")
+    snapshot_sandbox(q, sbx["id"], f"b-{tag}-two")
+    got = q.ok("GET", f"/snapshots?name={tag.upper()}")
+    assert sorted(s["name"] for s in got["items"]) == [f"a-{tag}-one", f"b-{tag}-two"]
+    got = q.ok("GET", f"/snapshots?name={tag}-tw")
+    assert [s["name"] for s in got["items"]] == [f"b-{tag}-two"]
+    assert got["total"] == 1
+
+
+def test_list_snapshots_filters_by_source_sandbox(shared_quaverd):
+    """daytona-api.md section 4: GET /snapshots?sourceSandboxId=..."""
+    q = shared_quaverd
+    mine = create_sandbox(q)
+    other = create_sandbox(q)
+    snap, _ = snapshot_sandbox(q, mine["id"], unique("mine"))
+    snapshot_sandbox(q, other["id"], unique("other"))
+    got = q.ok("GET", f"/snapshots?sourceSandboxId={mine['id']}")
+    assert [s["id"] for s in got["items"]] == [snap["id"]]
+    assert got["total"] == 1
 
 
 def test_delete_snapshot(shared_quaverd):

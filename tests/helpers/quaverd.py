@@ -151,7 +151,10 @@ class Quaverd:
         """SIGTERM; quaverd must exit 0 (doc/quaverd.md)."""
         code = self.kill(signal.SIGTERM)
         if code != 0:
-            raise QuaverdError(f"quaverd exited {code} on SIGTERM:\n{self.read_stderr()}")
+            how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                   else f"exited {code}")
+            raise QuaverdError(f"quaverd {how} instead of exiting 0 on SIGTERM:\n"
+                               f"{self.read_stderr()}")
         return code
 
     def restart(self, extra=(), sig=None):
