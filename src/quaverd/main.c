@@ -4,6 +4,7 @@
  * (token, lock, port and url files), then store, api and HTTP server, and
  * a clean stop on SIGTERM or SIGINT.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -155,9 +156,17 @@ static void parse_options(int argc, char **argv, struct options *o)
 				bad_usage("--state-dir wants a directory path");
 			have_state_dir = true;
 			break;
-		case OPT_LISTEN:
+		case OPT_LISTEN: {
+			unsigned char addr[sizeof(struct in6_addr)];
+
+			if (inet_pton(AF_INET, optarg, addr) != 1 &&
+			    inet_pton(AF_INET6, optarg, addr) != 1)
+				bad_usage(
+				    "--listen wants an IP address such as 127.0.0.1, not '%s'",
+				    optarg);
 			o->listen_addr = optarg;
 			break;
+		}
 		case OPT_PORT:
 			o->port = (int)int_option("--port", optarg, 0, 65535);
 			break;
@@ -446,8 +455,7 @@ int main(int argc, char **argv)
 	};
 	server = http_server_start(&http_cfg, &rc);
 	if (!server)
-		die("cannot listen on %s port %d: %s", o.listen_addr, o.port,
-		    rc == -EINVAL ? "not an IP address" : strerror(-rc));
+		die("cannot listen on %s port %d: %s", o.listen_addr, o.port, strerror(-rc));
 	public_base(o.listen_addr, http_server_port(server), base, sizeof(base));
 	api_set_public_base(api, base);
 
