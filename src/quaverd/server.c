@@ -609,6 +609,22 @@ static bool method_may_have_body(const char *method)
 	       strcmp(method, "PATCH") == 0;
 }
 
+/*
+ * lws 4.1 decodes %0D and %0A in the request target and then takes them for
+ * the end of the request line: "DELETE /sandbox/victim%0Ajunk" would reach
+ * the handler as "DELETE /sandbox/victim", and the rest of the line is read
+ * as headers. Such a request has lost its "HTTP/1.x" version, which a whole
+ * request line always has.
+ */
+static bool request_line_whole(struct lws *wsi)
+{
+	char version[16];
+
+	if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_HTTP) <= 0)
+		return false;
+	return strcmp(version, "HTTP/1.1") == 0 || strcmp(version, "HTTP/1.0") == 0;
+}
+
 /* LWS_CALLBACK_HTTP: the headers are complete. Returns nonzero to close. */
 static int on_request(struct http_server *srv, struct lws *wsi, struct conn *conn, const char *uri,
 		      size_t uri_len)
@@ -641,6 +657,12 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 
 	if (atomic_load(&srv->draining)) {
 		refuse(job, 503, "quaverd is shutting down.");
+		return 0;
+	}
+	if (!request_line_whole(wsi)) {
+		refuse(job, 400,
+		       "The request line is malformed: a path or query may not contain an "
+		       "encoded CR or LF.");
 		return 0;
 	}
 	if (!job->req.method[0] || strcmp(job->req.method, "CONNECT") == 0) {
