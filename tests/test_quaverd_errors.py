@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from helpers.daytona import (assert_daytona_error, create_sandbox, create_volume,
+from helpers.daytona import (assert_daytona_error, create_sandbox, create_volume, short,
                              snapshot_sandbox, unique, wait_for, wait_sandbox, wait_volume)
 from helpers.quaverd import quote, state_tree, tree_diff
 
@@ -64,7 +64,8 @@ def expect_error(q, method, path, status, json_body=None, body=None, headers=Non
 def expect_4xx(q, method, path, json_body=None, body=None, allowed=(400, 404)):
     with unchanged(q):
         resp = q.request(method, path, json=json_body, body=body)
-        assert resp.status in allowed, f"expected one of {allowed}, got {resp.status} {resp.data!r}"
+        assert resp.status in allowed, \
+            f"{method} {path}: expected one of {allowed}, got {resp.status} {short(resp.data)}"
         return assert_daytona_error(resp, resp.status)
 
 
@@ -117,6 +118,88 @@ def test_resources_with_snapshot_are_400(world):
         body = expect_error(world["q"], "POST", "/sandbox", 400, json_body={
             "snapshot": "err-snap", "env": {}, "labels": {}, **resources})
         assert "resources" in body["message"].lower()
+
+
+def test_stop_of_stopped_sandbox_is_400_naming_the_state(world):
+    body = expect_error(world["q"], "POST", "/sandbox/err-stopped/stop", 400)
+    assert "stopped" in body["message"]
+
+
+def test_archive_of_archived_sandbox_is_400(world):
+    body = expect_error(world["q"], "POST", "/sandbox/err-archived/archive", 400)
+    assert "archived" in body["message"]
+
+
+def test_archive_of_ephemeral_sandbox_is_400(quaverd):
+    q = quaverd
+    sid = create_sandbox(q, autoDeleteInterval=0, autoStopInterval=0)["id"]
+    # An ephemeral sandbox vanishes when stopped, so it is never "stopped":
+    # the refusal comes first (doc/quaverd.md "Refusals").
+    body = assert_daytona_error(q.request("POST", f"/sandbox/{sid}/archive"), 400)
+    assert body["message"]
+
+
+@pytest.mark.parametrize("body,word", [
+    ({"buildInfo": {"dockerfileContent": "FROM ubuntu\n"}}, "build"),
+    ({"secrets": [{"A": "s"}]}, "secret"),
+    ({"linkedSandbox": "err-started"}, "linked"),
+])
+def test_unsupported_create_features_are_400(world, body, word):
+    resp = expect_error(world["q"], "POST", "/sandbox", 400,
+                        json_body={"env": {}, "labels": {}, **body})
+    assert word in resp["message"].lower()
+
+
+def test_snapshot_with_memory_is_400(world):
+    expect_error(world["q"], "POST", "/sandbox/err-started/snapshot", 400,
+                 json_body={"name": unique("mem"), "includeMemory": True})
+
+
+def test_snapshot_from_image_is_400(world):
+    expect_error(world["q"], "POST", "/snapshots", 400,
+                 json_body={"name": unique("img"), "imageName": "ubuntu:22.04"})
+
+
+def test_activate_snapshot_is_400(world):
+    expect_error(world["q"], "POST", f"/snapshots/{world['snapshot']['id']}/activate", 400)
+
+
+def test_delete_of_pending_snapshot_is_400(make_quaverd):
+    q = make_quaverd("--transition-delay", "1500")
+    sid = create_sandbox(q)["id"]
+    q.ok("POST", f"/sandbox/{sid}/snapshot", json={"name": "pending-one"})
+    assert q.ok("GET", "/snapshots/pending-one")["state"] == "pending"
+    assert_daytona_error(q.request("DELETE", "/snapshots/pending-one"), 400)
+    wait_for("the snapshot", lambda: q.ok("GET", "/snapshots/pending-one")["state"] == "active")
+
+
+@pytest.mark.parametrize("body", [
+    {"labels": {f"k{i}": "v" for i in range(101)}},
+    {"labels": {"": "v"}},
+    {"labels": {"k" * 257: "v"}},
+    {"labels": {"k": "line\nbreak"}},
+    {"env": {f"K{i}": "v" for i in range(101)}},
+    {"env": {"A=B": "v"}},
+    {"env": {"WITH SPACE": "v"}},
+    {"env": {"": "v"}},
+    {"autoStopInterval": -1},
+    {"autoArchiveInterval": -5},
+    {"autoStopInterval": 1.5},
+    {"cpu": -1},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "relative/path"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/home/../etc"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/m", "subpath": "../x"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/m", "subpath": "/abs"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/m", "subpath": "a//b"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/m", "subpath": "a/./b"}]},
+    {"volumes": [{"volumeId": "err-vol", "mountPath": "/m", "subpath": "x" * 1025}]},
+    {"volumes": [{"volumeId": "err-vol"}]},
+    {"name": "ok", "user": "x" * 300},
+], ids=lambda b: json.dumps(b)[:48])
+def test_invalid_values_in_create_are_400(world, body):
+    expect_error(world["q"], "POST", "/sandbox", 400,
+                 json_body={"env": {}, "labels": {}, **body})
 
 
 def test_unknown_snapshot_in_create_is_4xx(world):

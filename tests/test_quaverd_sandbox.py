@@ -224,6 +224,84 @@ def test_list_filters_by_states(quaverd):
     assert got == {running["id"], stopped["id"]}
 
 
+def test_list_is_newest_first_and_asc_on_request(quaverd):
+    ids = [create_sandbox(quaverd, name=f"order-{i}")["id"] for i in range(5)]
+    assert [i["id"] for i in list_all_sandboxes(quaverd, limit=2)] == ids[::-1]
+    assert [i["id"] for i in list_all_sandboxes(quaverd, "order=asc", limit=2)] == ids
+
+
+def test_list_paging_survives_deletes_between_pages(quaverd):
+    ids = [create_sandbox(quaverd, name=f"keyset-{i}")["id"] for i in range(6)]
+    first = quaverd.ok("GET", "/sandbox?limit=3")
+    assert [i["id"] for i in first["items"]] == ids[:2:-1]
+    # Delete one already seen and one not yet seen.
+    for gone in (ids[4], ids[1]):
+        quaverd.ok("DELETE", f"/sandbox/{gone}")
+        wait_for("the delete", lambda: quaverd.request("GET", f"/sandbox/{gone}").status == 404)
+    rest = quaverd.ok("GET", "/sandbox?limit=3&cursor=" + quote(first["nextCursor"]))
+    assert [i["id"] for i in rest["items"]] == [ids[2], ids[0]]
+    assert rest["nextCursor"] is None
+
+
+def test_list_filters_by_id_prefix_public_snapshot_and_resources(quaverd):
+    q = quaverd
+    small = create_sandbox(q, cpu=1, memory=1, disk=3)
+    big = create_sandbox(q, cpu=4, memory=8, disk=20, public=True)
+    q.ok("POST", f"/sandbox/{small['id']}/snapshot", json={"name": "filt-snap"})
+    wait_for("snapshot", lambda: q.ok("GET", "/snapshots/filt-snap")["state"] == "active")
+    wait_sandbox(q, small["id"], "started")
+    child = create_sandbox(q, snapshot="filt-snap")
+
+    def ids(query):
+        return {i["id"] for i in list_all_sandboxes(q, query)}
+
+    assert ids("id=" + big["id"][:8].upper()) == {big["id"]}
+    assert ids("isPublic=true") == {big["id"]}
+    assert ids("snapshots=filt-snap") == {child["id"]}
+    assert ids("minCpu=2") == {big["id"]}
+    assert ids("maxMemoryGiB=4") == {small["id"], child["id"]}
+    assert ids("minDiskGiB=10") == {big["id"]}
+
+
+def test_other_create_fields_are_type_checked_and_echoed(quaverd):
+    extra = {"networkBlockAll": True, "networkAllowList": "10.0.0.0/8",
+             "domainAllowList": "example.com", "autoPauseInterval": 0, "ttlMinutes": 30,
+             "spot": False, "gpuType": ["none"]}
+    dto = create_sandbox(quaverd, **extra)
+    full = get_sandbox(quaverd, dto["id"])
+    for key in ("networkBlockAll", "networkAllowList", "domainAllowList"):
+        assert full[key] == extra[key], key
+    assert_daytona_error(quaverd.request("POST", "/sandbox", json={
+        "env": {}, "labels": {}, "networkBlockAll": "yes"}), 400)
+
+
+def test_create_with_null_fields_counts_them_absent(quaverd):
+    dto = quaverd.ok("POST", "/sandbox", json={"name": None, "env": {}, "labels": None,
+                                               "snapshot": None, "volumes": None})
+    assert dto["name"] == dto["id"]
+    assert dto["labels"] == {}
+
+
+def test_sandbox_without_name_is_named_after_its_id(quaverd):
+    dto = quaverd.ok("POST", "/sandbox", json={"env": {}, "labels": {}})
+    assert dto["name"] == dto["id"]
+    assert get_sandbox(quaverd, dto["id"])["name"] == dto["id"]
+
+
+def test_sandbox_survives_restart_with_every_field(quaverd):
+    q = quaverd
+    dto = create_sandbox(q, name=unique("persist"), env={"A": "1"},
+                         labels={"code-toolbox-language": "python", "x": "y"},
+                         cpu=2, memory=3, disk=4, autoStopInterval=7, public=True)
+    plant(q, dto["id"])
+    q.restart()
+    got = get_sandbox(q, dto["id"])
+    for key in ("name", "env", "labels", "cpu", "memory", "disk", "autoStopInterval",
+                "public", "state", "createdAt", "organizationId"):
+        assert got[key] == dto[key], key
+    assert (home(q, dto["id"]) / "planted.txt").is_file()
+
+
 # ---- the state machine --------------------------------------------------------
 
 
@@ -387,6 +465,27 @@ def test_preview_url_names_sandbox_and_port(shared_quaverd):
     assert q.token not in (a["token"], b["token"])
 
 
+def test_toolbox_answers_home_and_work_dir_for_a_started_sandbox(shared_quaverd):
+    q = shared_quaverd
+    dto = create_sandbox(q)
+    base = dto["toolboxProxyUrl"].rstrip("/") + "/" + dto["id"]
+    for leaf in ("user-home-dir", "work-dir"):
+        status, body = q.request_url("GET", f"{base}/{leaf}")
+        assert (status, body) == (200, {"dir": "/home/daytona"}), (leaf, status, body)
+    assert q.request_url("GET", f"{base}/version").status == 200
+
+
+def test_toolbox_of_stopped_sandbox_is_409_and_unknown_404(shared_quaverd):
+    q = shared_quaverd
+    dto = create_sandbox(q)
+    q.ok("POST", f"/sandbox/{dto['id']}/stop")
+    wait_sandbox(q, dto["id"], "stopped")
+    tb = dto["toolboxProxyUrl"].rstrip("/")
+    assert_daytona_error(q.request_url("GET", f"{tb}/{dto['id']}/user-home-dir"), 409)
+    assert_daytona_error(q.request_url("GET", f"{tb}/00000000-0000-4000-8000-000000000000"
+                                              f"/user-home-dir"), 404)
+
+
 # ---- auto-stop, auto-archive, auto-delete with the clock scale -----------------
 
 
@@ -411,6 +510,23 @@ def test_touched_sandbox_keeps_running(make_quaverd):
         assert get_sandbox(q, touched)["state"] == "started"
         time.sleep(0.2)
     assert get_sandbox(q, idle)["state"] in ("stopping", "stopped")
+
+
+def test_last_activity_and_toolbox_calls_keep_it_running(make_quaverd):
+    q = make_quaverd("--clock-scale", "60")
+    by_ping = create_sandbox(q, autoStopInterval=1)
+    by_toolbox = create_sandbox(q, autoStopInterval=1)
+    tb = by_toolbox["toolboxProxyUrl"].rstrip("/") + "/" + by_toolbox["id"]
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        status, _ = q.request("POST", f"/sandbox/{by_ping['id']}/last-activity")
+        assert status == 201
+        assert q.request_url("GET", tb + "/work-dir").status == 200
+        time.sleep(0.2)
+    # Listing is not a call naming either sandbox; they are still started.
+    states = {i["id"]: i["state"] for i in list_all_sandboxes(q)}
+    assert states[by_ping["id"]] == "started"
+    assert states[by_toolbox["id"]] == "started"
 
 
 def test_autostop_zero_disables_it(make_quaverd):

@@ -161,3 +161,23 @@ def test_volume_survives_restart(quaverd):
     got = q.ok("GET", f"/volumes/by-name/{quote(vol['name'])}")
     assert got["id"] == vol["id"] and got["state"] == "ready"
     assert (q.state_dir / "volumes" / vol["id"] / "data" / "f").read_text() == "kept"
+
+
+def test_volume_without_name_is_named_after_its_id(shared_quaverd):
+    dto = shared_quaverd.ok("POST", "/volumes", json={})
+    assert dto["name"] == dto["id"]
+
+
+def test_volume_list_accepts_include_deleted(shared_quaverd):
+    q = shared_quaverd
+    vol = create_volume(q)
+    listed = q.ok("GET", "/volumes?includeDeleted=true")
+    assert vol["id"] in [v["id"] for v in listed]
+
+
+def test_volume_used_by_sandbox_records_last_use(shared_quaverd):
+    q = shared_quaverd
+    vol = create_volume(q)
+    assert vol["lastUsedAt"] is None
+    create_sandbox(q, volumes=[{"volumeId": vol["id"], "mountPath": "/v"}])
+    assert q.ok("GET", f"/volumes/{vol['id']}")["lastUsedAt"]

@@ -145,12 +145,18 @@ def list_all_sandboxes(q, query="", limit=100):
     raise AssertionError("paging never ended")
 
 
+def short(data, limit=300):
+    """A response body for an assertion message, cut to a readable length."""
+    text = repr(data)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
 def assert_daytona_error(resp, status):
     """A Daytona-shaped error: the expected status, and a JSON body with
     statusCode, error and a non-empty message (what the SDK shows a user)."""
     got_status, body = resp
-    assert got_status == status, f"expected {status}, got {got_status}: {body!r}"
-    assert isinstance(body, dict), f"error body is not JSON: {body!r}"
+    assert got_status == status, f"expected {status}, got {got_status}: {short(body)}"
+    assert isinstance(body, dict), f"error body is not JSON: {short(body)}"
     assert body.get("statusCode") == status, body
     assert isinstance(body.get("error"), str) and body["error"], body
     assert isinstance(body.get("message"), str) and body["message"].strip(), body

@@ -283,7 +283,11 @@ class Quaverd:
     def ok(self, method, path, json=None, expect=200, **kw):
         """A request that must succeed with @expect; returns the data."""
         status, data = self.request(method, path, json=json, **kw)
-        assert status == expect, f"{method} {path} {json!r}: expected {expect}, got {status} {data!r}"
+        if status != expect:
+            text = repr(data)
+            text = text if len(text) <= 300 else text[:300] + "..."
+            raise AssertionError(f"{method} {path} {repr(json)[:200]}: expected {expect}, "
+                                 f"got {status} {text}")
         return data
 
 
