@@ -580,7 +580,7 @@ static int write_control(struct qfs *fs, const char *data, size_t len, struct co
 	} else if (n == 3 && strcmp(w[0], "snapshot") == 0) {
 		struct cobj *o = NULL;
 
-		ret = cache_lookup(fs->cache, OBJ_SANDBOX, w[1], false, &o, err);
+		ret = cache_lookup(fs->cache, OBJ_SANDBOX, w[1], false, true, &o, err);
 		if (ret == -ENOENT)
 			ret = core_fail(err, ENOENT, "no sandbox named %s", w[1]);
 		if (ret == 0) {
@@ -742,7 +742,7 @@ int core_rmdir(struct qfs *fs, const struct node_info *dir, const char *name,
 	default:
 		return core_fail(err, EPERM, "%s cannot be removed", name);
 	}
-	ret = cache_lookup(fs->cache, t, name, false, &o, err);
+	ret = cache_lookup(fs->cache, t, name, false, true, &o, err);
 	if (ret < 0)
 		return ret;
 	if (strcmp(cobj_name(o), name) != 0) {

@@ -11,6 +11,21 @@
 #include "log.h"
 #include "util.h"
 
+static __thread bool (*cancel_fn)(void *arg);
+static __thread void *cancel_arg;
+
+void backend_set_cancel(bool (*fn)(void *arg), void *arg)
+{
+	cancel_fn = fn;
+	cancel_arg = arg;
+	dt_set_cancel_hook(fn, arg);
+}
+
+bool backend_cancelled(void)
+{
+	return cancel_fn && cancel_fn(cancel_arg);
+}
+
 struct backend {
 	pthread_mutex_t lock;
 	struct dt_config cfg; /* strings below are ours */

@@ -47,6 +47,13 @@ int backend_create_in_target(struct backend *b, const char *target,
 			     const struct dt_create_params *p, struct dt_sandbox *out,
 			     struct dt_error *err);
 
+/*
+ * Cancellation of the calling thread's calls and waits (a FUSE interrupt):
+ * the client's hook, and a check for waits of our own.
+ */
+void backend_set_cancel(bool (*fn)(void *arg), void *arg);
+bool backend_cancelled(void);
+
 bool backend_reachable(struct backend *b);
 bool backend_is_local(const struct backend *b);
 /* The API URL now in use (without credentials). */

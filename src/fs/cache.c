@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "util.h"
@@ -384,6 +385,38 @@ static int copy_items_locked(struct coll *co, struct cobj ***items, size_t *n)
 	return 0;
 }
 
+/*
+ * Waits for another thread's walk of the same collection, which may take a
+ * request's deadline; an interrupt ends the wait as it would the walk.
+ */
+static int lock_walk(struct coll *co, struct dt_error *err)
+{
+	for (;;) {
+		struct timespec until;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		rc = pthread_mutex_timedlock(&co->walk_lock, &until);
+		if (rc == 0)
+			return 0;
+		if (rc != ETIMEDOUT)
+			return -rc;
+		if (backend_cancelled()) {
+			err->err = EINTR;
+			err->http_status = 0;
+			err->transport = false;
+			snprintf(err->message, sizeof(err->message),
+				 "interrupted while waiting for a listing");
+			return -EINTR;
+		}
+	}
+}
+
 int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n,
 	       struct dt_error *err)
 {
@@ -393,7 +426,9 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	int64_t started;
 	int ret;
 
-	pthread_mutex_lock(&co->walk_lock);
+	ret = lock_walk(co, err);
+	if (ret < 0)
+		return ret;
 	pthread_mutex_lock(&c->lock);
 	if (fresh(co->listed_ms, now_mono_ms())) {
 		ret = copy_items_locked(co, items, n);
@@ -490,7 +525,7 @@ static void after_fetch(struct cache *c, enum obj_type t, const char *id, int re
 }
 
 int cache_lookup(struct cache *c, enum obj_type t, const char *name, bool full,
-		 struct cobj **out, struct dt_error *err)
+		 bool fetch_by_name, struct cobj **out, struct dt_error *err)
 {
 	struct coll *co = &c->colls[t];
 	char known_id[OBJ_ID_MAX] = "";
@@ -509,7 +544,7 @@ int cache_lookup(struct cache *c, enum obj_type t, const char *name, bool full,
 			return 0;
 		}
 		copy_str(known_id, sizeof(known_id), cobj_id(o));
-	} else if (fresh(co->listed_ms, now)) {
+	} else if (fresh(co->listed_ms, now) || !fetch_by_name) {
 		pthread_mutex_unlock(&c->lock);
 		not_found(err, name);
 		return -ENOENT;

@@ -52,10 +52,10 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 /*
  * The object named @name (for sandboxes: or with id @name), fresh within the
  * TTL, a full DTO when @full. A fresh listing without it answers ENOENT with
- * no request. 0 or -errno.
+ * no request; so does a name not in the cache when !@fetch_by_name. 0 or -errno.
  */
 int cache_lookup(struct cache *c, enum obj_type t, const char *name, bool full,
-		 struct cobj **out, struct dt_error *err);
+		 bool fetch_by_name, struct cobj **out, struct dt_error *err);
 
 /* The object with id @id, refetched when older than the TTL (or not @full enough). */
 int cache_refresh(struct cache *c, enum obj_type t, const char *id, bool full,

@@ -15,19 +15,14 @@
 #include "log.h"
 #include "util.h"
 
-static __thread bool (*cancel_fn)(void *arg);
-static __thread void *cancel_arg;
-
 void core_set_cancel(bool (*fn)(void *arg), void *arg)
 {
-	cancel_fn = fn;
-	cancel_arg = arg;
-	dt_set_cancel_hook(fn, arg);
+	backend_set_cancel(fn, arg);
 }
 
 bool core_cancelled(void)
 {
-	return cancel_fn && cancel_fn(cancel_arg);
+	return backend_cancelled();
 }
 
 int core_fail(struct dt_error *err, int errnum, const char *fmt, ...)
@@ -399,7 +394,11 @@ int core_lookup(struct qfs *fs, const struct node_info *dir, const char *name,
 	case NK_SNAPSHOTS: {
 		enum obj_type t = coll_type(dir->kind);
 
-		ret = cache_lookup(fs->cache, t, name, false, &o, err);
+		/*
+		 * A name the backend refuses (400) cannot be looked up by name: only
+		 * an object already listed under it is found.
+		 */
+		ret = cache_lookup(fs->cache, t, name, false, valid_object_name(name), &o, err);
 		if (ret < 0)
 			return ret;
 		if (strcmp(cobj_name(o), name) == 0)
