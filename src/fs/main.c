@@ -472,6 +472,27 @@ static int add_fuse_option(struct fuse_args *args, const char *opt)
 	return ret;
 }
 
+/* Parses the FUSE options the way the session will, and says what is wrong. */
+static int check_fuse_options(const char *argv0, const struct fuse_args *args)
+{
+	struct fuse_args probe = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *se = NULL;
+	int ret = -1;
+
+	if (fuse_opt_add_arg(&probe, argv0) < 0)
+		goto out;
+	for (int i = 1; i < args->argc; i++)
+		if (fuse_opt_add_arg(&probe, args->argv[i]) < 0)
+			goto out;
+	se = fuse_session_new(&probe, &quaverfs_ops, sizeof(quaverfs_ops), NULL);
+	ret = se ? 0 : -1; /* libfuse said why */
+out:
+	if (se)
+		fuse_session_destroy(se);
+	fuse_opt_free_args(&probe);
+	return ret;
+}
+
 static void free_startup(struct startup *s)
 {
 	free(s->opt.api_url);
@@ -549,6 +570,9 @@ int main(int argc, char *argv[])
 
 	s.mountpoint = check_mountpoint(s.opt.positional[s.opt.npositional - 1]);
 	if (!s.mountpoint)
+		goto out;
+	/* libfuse's options are checked before anything starts (quaverd, a request). */
+	if (check_fuse_options(argv[0], &args) < 0)
 		goto out;
 	if (resolve_backend(&s) < 0)
 		goto out;
