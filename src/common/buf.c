@@ -23,6 +23,7 @@ int buf_reserve(struct buf *b, size_t extra)
 		return -ENOMEM;
 	b->data = p;
 	b->cap = cap;
+	b->data[b->len] = '\0'; /* a fresh buffer reads as "" as buf.h promises */
 	return 0;
 }
 
