@@ -204,3 +204,31 @@ def test_sigterm_with_requests_in_flight_exits_zero(make_quaverd):
     assert time.monotonic() - t0 < 10
     q.start()
     assert get_sandbox(q, sid)["state"] == "archived"
+
+
+def test_requests_shaped_like_the_sdk(shared_quaverd):
+    """What @daytonaio/sdk 0.218 sends (daytona-api.md section 9.1): stop
+    with a form-urlencoded empty body and ?force=false, start and delete
+    without a body, the volume.get(name, create=true) dance."""
+    q = shared_quaverd
+    sdk = {"X-Daytona-Source": "sdk-typescript-legacy", "X-Daytona-SDK-Version": "0.218.0",
+           "User-Agent": "sdk-typescript-legacy/0.218.0"}
+    dto = q.ok("POST", "/sandbox", json={"env": {}, "labels": {"code-toolbox-language":
+                                                               "typescript"}}, headers=sdk)
+    assert dto["state"] == "started" and dto["toolboxProxyUrl"] and dto["env"] == {}
+    sid = dto["id"]
+    form = dict(sdk, **{"Content-Type": "application/x-www-form-urlencoded"})
+    status, body = q.request("POST", f"/sandbox/{sid}/stop?force=false", body=b"", headers=form)
+    assert status == 200, (status, body)
+    wait_sandbox(q, sid, "stopped")
+    status, body = q.request("POST", f"/sandbox/{sid}/start", headers=sdk)
+    assert status == 200, (status, body)
+    wait_sandbox(q, sid, "started")
+    assert q.request("GET", f"/sandbox/{sid}?verbose=true", headers=sdk).status == 200
+    name = "sdk-volume"
+    assert q.request("GET", f"/volumes/by-name/{name}", headers=sdk).status == 404
+    vol = q.ok("POST", "/volumes", json={"name": name}, headers=sdk)
+    assert vol["state"] in ("pending_create", "ready")
+    status, _ = q.request("DELETE", f"/sandbox/{sid}", headers=sdk)
+    assert status == 200
+    assert q.ok("GET", "/snapshots", headers=sdk)["page"] == 1
