@@ -3,6 +3,9 @@
 #define QUAVERD_HTTP_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "http.h"
 
@@ -22,5 +25,21 @@ void http_reply_error_v(struct http_response *resp, const char *path, int status
 int http_query_encode(struct buf *out, const char *s);
 /* "?a=1&b=2" for the request log, values of secret-looking parameters as "***". */
 void http_query_for_log(const struct http_request *req, struct buf *out);
+
+/* Decoding state of a request body sent with "Transfer-Encoding: chunked". */
+struct http_chunked {
+	int state;
+	unsigned digits;
+	uint64_t left;
+	bool done; /* the last chunk and the trailer section are in */
+};
+
+/*
+ * Feeds @len bytes of chunked coding and hands each piece of payload to
+ * @out. Returns the bytes used (fewer than @len once the body has ended),
+ * -EINVAL for malformed framing, or what @out returned when negative.
+ */
+ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t len,
+			  int (*out)(void *arg, const void *data, size_t len), void *arg);
 
 #endif

@@ -333,3 +333,115 @@ void http_query_for_log(const struct http_request *req, struct buf *out)
 		}
 	}
 }
+
+/* ---- chunked transfer coding (RFC 9112 section 7.1) ---- */
+
+enum {
+	CHUNK_SIZE = 0, /* hex digits of a chunk size */
+	CHUNK_EXT,	/* ";name=value" after the size, up to CR */
+	CHUNK_SIZE_LF,	/* the LF after the size line */
+	CHUNK_DATA,	/* @left bytes of payload */
+	CHUNK_DATA_CR,	/* CRLF after the payload */
+	CHUNK_DATA_LF,
+	CHUNK_TRAILER,	    /* start of a trailer line, or the final CRLF */
+	CHUNK_TRAILER_TEXT, /* inside a trailer line, up to LF */
+	CHUNK_END_LF,	    /* the LF of the final CRLF */
+};
+
+static int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+ssize_t http_chunked_feed(struct http_chunked *d, const char *in, size_t len,
+			  int (*out)(void *arg, const void *data, size_t len), void *arg)
+{
+	size_t i = 0;
+
+	while (i < len && !d->done) {
+		unsigned char c = (unsigned char)in[i];
+
+		switch (d->state) {
+		case CHUNK_SIZE:
+			if (hex_value(c) >= 0) {
+				if (++d->digits > 15)
+					return -EINVAL; /* no chunk is 2^60 bytes */
+				d->left = d->left * 16 + (uint64_t)hex_value(c);
+			} else if (d->digits && (c == ';' || c == ' ' || c == '\t')) {
+				d->state = CHUNK_EXT;
+			} else if (d->digits && c == '\r') {
+				d->state = CHUNK_SIZE_LF;
+			} else {
+				return -EINVAL;
+			}
+			i++;
+			break;
+		case CHUNK_EXT:
+			if (c == '\r')
+				d->state = CHUNK_SIZE_LF;
+			else if (c == '\n' || c == 0)
+				return -EINVAL;
+			i++;
+			break;
+		case CHUNK_SIZE_LF:
+			if (c != '\n')
+				return -EINVAL;
+			i++;
+			d->digits = 0;
+			d->state = d->left ? CHUNK_DATA : CHUNK_TRAILER;
+			break;
+		case CHUNK_DATA: {
+			size_t n = len - i < d->left ? len - i : (size_t)d->left;
+			int rc = out(arg, in + i, n);
+
+			if (rc < 0)
+				return rc;
+			i += n;
+			d->left -= n;
+			if (!d->left)
+				d->state = CHUNK_DATA_CR;
+			break;
+		}
+		case CHUNK_DATA_CR:
+			if (c != '\r')
+				return -EINVAL;
+			d->state = CHUNK_DATA_LF;
+			i++;
+			break;
+		case CHUNK_DATA_LF:
+			if (c != '\n')
+				return -EINVAL;
+			d->state = CHUNK_SIZE;
+			i++;
+			break;
+		case CHUNK_TRAILER:
+			d->state = c == '\r' ? CHUNK_END_LF : CHUNK_TRAILER_TEXT;
+			if (c == '\n' || c == 0)
+				return -EINVAL;
+			i++;
+			break;
+		case CHUNK_TRAILER_TEXT:
+			if (c == '\n')
+				d->state = CHUNK_TRAILER; /* trailer fields are ignored */
+			else if (c == 0)
+				return -EINVAL;
+			i++;
+			break;
+		case CHUNK_END_LF:
+			if (c != '\n')
+				return -EINVAL;
+			d->done = true;
+			i++;
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	return (ssize_t)i;
+}

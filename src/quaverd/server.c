@@ -19,7 +19,11 @@
  * POST/PUT/PATCH without Content-Length make lws wait for 100 MB of body;
  * it does not answer "Expect: 100-continue"; it does not read a connection
  * whose request is being handled (so a client close would make poll spin);
- * it keeps no raw copy of the query string.
+ * it keeps no raw copy of the query string; it ends the request line at an
+ * encoded CR or LF; it mis-parses pipelined requests that have a body.
+ * A request holds an lws header table until its response is out, so at
+ * most MAX_HEADER_TABLES requests are in progress at once (more wait for a
+ * table). A handler may take as long as it needs (tested with 7 minutes).
  */
 #include "http.h"
 
@@ -90,7 +94,8 @@ struct job {
 	int spool_fd;
 	bool refused;	/* answered without running a handler */
 	bool body_done; /* lws saw the whole body (or there is none to see) */
-	int64_t body_deadline_ms;
+	bool chunked;	/* Transfer-Encoding: chunked, decoded here */
+	struct http_chunked chunk;
 	uint64_t discarded;
 	int64_t linger_deadline_ms;
 
@@ -631,7 +636,7 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 {
 	struct job *job;
 	int has_length;
-	char te[8];
+	char te[16];
 
 	if (conn->job) {
 		/* lws reuses the session data; a leftover job means a broken sequence */
@@ -675,10 +680,26 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 		refuse(job, 400, "The Content-Length header is malformed.");
 		return 0;
 	}
-	if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) != 0) {
-		/* lws 4.1 cannot read a chunked request body */
-		refuse(job, 411, "Send the request body with a Content-Length, not chunked.");
-		return 0;
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+		if (lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 ||
+		    strcasecmp(te, "chunked") != 0) {
+			refuse(job, 501, "Only the chunked transfer coding is supported.");
+			return 0;
+		}
+		if (has_length) {
+			refuse(job, 400, "Send Content-Length or Transfer-Encoding, not both.");
+			return 0;
+		}
+		/*
+		 * lws 4.1 hands us the raw chunked coding, and only for these
+		 * methods (for which it expects up to 100 MB without a length).
+		 */
+		if (!method_may_have_body(job->req.method)) {
+			refuse(job, 411, "Send the request body with a Content-Length.");
+			return 0;
+		}
+		job->chunked = true;
+		job->close_after = true; /* lws will keep reading the rest as body */
 	}
 
 	job->policy.max_bytes = 1024 * 1024;
@@ -691,7 +712,7 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 		return 0;
 	}
 
-	if (job->content_length == 0) {
+	if (job->content_length == 0 && !job->chunked) {
 		if (!has_length && method_may_have_body(job->req.method)) {
 			/*
 			 * No length means no body, but lws 4.1 then waits for
@@ -707,7 +728,9 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 		return 0;
 	}
 
-	if (job->content_length > job->policy.spool_over) {
+	if (job->chunked) {
+		/* size unknown: memory first, keep_body moves it to a file if it grows */
+	} else if (job->content_length > job->policy.spool_over) {
 		int rc = open_spool(srv, job);
 
 		if (rc < 0) {
@@ -720,8 +743,6 @@ static int on_request(struct http_server *srv, struct lws *wsi, struct conn *con
 		refuse(job, 500, "The server is out of memory.");
 		return 0;
 	}
-	job->body_deadline_ms = job->req.received_ms + BODY_TIMEOUT_S * 1000 +
-				(int64_t)(job->content_length / BODY_MIN_RATE) * 1000;
 	lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, STALL_TIMEOUT_S);
 	{
 		char expect[32];
@@ -752,10 +773,70 @@ static int write_all(int fd, const void *data, size_t len)
 }
 
 /* LWS_CALLBACK_HTTP_BODY. Returns nonzero to close. */
+/* Whether the client may still be sending a body we did not read. */
+static bool body_incoming(const struct job *job)
+{
+	if (job->body_done)
+		return false;
+	return job->chunked ? !job->chunk.done : job->req.body_len < job->content_length;
+}
+
+/*
+ * A body must arrive within BODY_TIMEOUT_S plus a second per BODY_MIN_RATE
+ * bytes (announced, or received so far when chunked); lws separately closes
+ * a connection that stalls for STALL_TIMEOUT_S.
+ */
+static bool body_too_slow(const struct job *job)
+{
+	uint64_t size = job->chunked ? job->req.body_len : job->content_length;
+
+	return now_mono_ms() >
+	       job->req.received_ms + (BODY_TIMEOUT_S + (int64_t)(size / BODY_MIN_RATE)) * 1000;
+}
+
+/* Keeps a piece of body, in memory or in the spool file. 0, or <0 once refused. */
+static int keep_body(void *arg, const void *data, size_t len)
+{
+	struct job *job = arg;
+	int rc;
+
+	if (job->req.body_len + len > job->policy.max_bytes) {
+		refuse(job, 413, "The request body is over the limit of %" PRIu64 " bytes.",
+		       job->policy.max_bytes);
+		return -EFBIG;
+	}
+	if (job->spool_fd < 0 && job->req.body_len + len > job->policy.spool_over) {
+		/* a chunked body outgrew memory: move what we have to the file */
+		rc = open_spool(job->srv, job);
+		if (rc == 0)
+			rc = write_all(job->spool_fd, job->req.body.data, job->req.body.len);
+		if (rc < 0)
+			goto spool_failed;
+		buf_free(&job->req.body);
+	}
+	if (job->spool_fd >= 0) {
+		rc = write_all(job->spool_fd, data, len);
+		if (rc < 0)
+			goto spool_failed;
+	} else if (buf_append(&job->req.body, data, len) < 0) {
+		refuse(job, 500, "The server is out of memory.");
+		return -ENOMEM;
+	}
+	job->req.body_len += len;
+	return 0;
+
+spool_failed:
+	log_error("cannot spool a request body in %s: %s", job->srv->spool_dir, strerror(-rc));
+	if (rc == -ENOSPC || rc == -EDQUOT)
+		refuse(job, 507, "There is no space left to store the request body.");
+	else
+		refuse(job, 500, "The server cannot store the request body.");
+	return rc;
+}
+
+/* LWS_CALLBACK_HTTP_BODY. Returns nonzero to close. */
 static int on_body(struct job *job, const void *data, size_t len)
 {
-	int64_t now;
-
 	if (!job)
 		return 0;
 	if (job->phase == JOB_LINGER) {
@@ -768,31 +849,26 @@ static int on_body(struct job *job, const void *data, size_t len)
 	}
 	if (len == 0)
 		return 0;
-	now = now_mono_ms();
-	if (now > job->body_deadline_ms) {
+	if (body_too_slow(job)) {
 		log_debug("%s %s: body too slow, closing", job->req.method, job->req.path);
 		return 1;
 	}
-	if (job->req.body_len + len > job->content_length)
-		return 1; /* cannot happen: lws counts Content-Length */
-	if (job->spool_fd >= 0) {
-		int rc = write_all(job->spool_fd, data, len);
-
-		if (rc < 0) {
-			log_error("cannot spool a request body: %s", strerror(-rc));
-			if (rc == -ENOSPC || rc == -EDQUOT)
-				refuse(job, 507,
-				       "There is no space left to store the request body.");
-			else
-				refuse(job, 500, "The server cannot store the request body.");
-			return 0;
-		}
-	} else if (buf_append(&job->req.body, data, len) < 0) {
-		refuse(job, 500, "The server is out of memory.");
+	if (!job->chunked) {
+		if (job->req.body_len + len > job->content_length)
+			return 1;	   /* cannot happen: lws counts Content-Length */
+		keep_body(job, data, len); /* on failure it has refused the request */
 		return 0;
 	}
-	job->req.body_len += len;
-	/* lws re-arms its own timeout after each piece; keep ours */
+	if (http_chunked_feed(&job->chunk, data, len, keep_body, job) == -EINVAL) {
+		refuse(job, 400, "The chunked request body is malformed.");
+		return 0;
+	}
+	/*
+	 * Anything after the last chunk would be a pipelined request; lws
+	 * still counts it as body, so the connection closes after the answer.
+	 */
+	if (job->phase == JOB_BODY && job->chunk.done)
+		dispatch(job->srv, job);
 	return 0;
 }
 
@@ -902,7 +978,7 @@ static int finish(struct lws *wsi, struct conn *conn, struct job *job)
 {
 	job_log(job, NULL);
 	conn->job = NULL;
-	if (job->refused && job->content_length > 0 && !job->body_done) {
+	if (job->refused && body_incoming(job)) {
 		/*
 		 * The client may still be sending the body we refused: closing
 		 * now would reset the connection and could destroy our answer
@@ -1028,7 +1104,12 @@ static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		conn->job->body_done = true;
 		if (conn->job->phase == JOB_LINGER)
 			return 1; /* the refused body is all in: close now */
-		if (conn->job->phase == JOB_BODY)
+		if (conn->job->phase == JOB_BODY && conn->job->chunked)
+			/* lws stops at 100 MB of chunked coding; the last chunk never came */
+			refuse(
+			    conn->job, 413,
+			    "A chunked request body may be at most 100 MB; send a Content-Length.");
+		else if (conn->job->phase == JOB_BODY)
 			dispatch(srv, conn->job);
 		return 0;
 
