@@ -127,7 +127,8 @@ static void list_snapshots(struct api_call *c)
 		errs_free(&e);
 		return;
 	}
-	rc = store_snapshot_list(c->store, http_param(c->req, "name"), (size_t)page, (size_t)limit,
+	rc = store_snapshot_list(c->store, http_param(c->req, "name"),
+				 http_param(c->req, "sourceSandboxId"), (size_t)page, (size_t)limit,
 				 &items, &count, &total, &err);
 	if (rc < 0) {
 		api_store_error(c, rc, &err);

@@ -219,7 +219,9 @@ int store_snapshot_delete(struct store *st, const char *id_or_name, struct store
  * A page of snapshots, newest first, whose name contains @name_part
  * (case-insensitive; NULL: all). *total counts every match.
  */
-int store_snapshot_list(struct store *st, const char *name_part, size_t page, size_t limit,
+/* @name_part: substring of the name; @source_sandbox_id: exact; NULL for either: all. */
+int store_snapshot_list(struct store *st, const char *name_part, const char *source_sandbox_id,
+			size_t page, size_t limit,
 			struct store_snapshot_info **items, size_t *count, size_t *total,
 			struct store_err *err);
 

@@ -235,7 +235,8 @@ static int cmp_snap_newest(const void *a, const void *b)
 	return -key_cmp(x->created_ms, x->id, y->created_ms, y->id);
 }
 
-int store_snapshot_list(struct store *st, const char *name_part, size_t page, size_t limit,
+int store_snapshot_list(struct store *st, const char *name_part, const char *source_sandbox_id,
+			size_t page, size_t limit,
 			struct store_snapshot_info **items, size_t *count, size_t *total,
 			struct store_err *err)
 {
@@ -247,8 +248,12 @@ int store_snapshot_list(struct store *st, const char *name_part, size_t page, si
 	if (all) {
 		for (size_t i = 0; i < st->snapshots.len; i++) {
 			const struct snapshot *sn = st->snapshots.items[i];
-			if (!name_part || strcasestr(sn->info.name, name_part))
-				all[n++] = sn->info;
+			if (name_part && !strcasestr(sn->info.name, name_part))
+				continue;
+			if (source_sandbox_id &&
+			    strcmp(sn->info.source_sandbox_id, source_sandbox_id) != 0)
+				continue;
+			all[n++] = sn->info;
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
