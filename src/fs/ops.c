@@ -445,11 +445,43 @@ static void qfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 /* ---- files -------------------------------------------------------------- */
 
+/*
+ * An open control file. Reference counted: release drops the handle's own
+ * reference, and a read holds one while libfuse writes the reply from
+ * @content, so a release that arrives while that reply is still being
+ * written (the reader may have returned and closed by then) cannot free it.
+ */
 struct open_file {
+	int refs;
 	struct node_info node;
 	struct buf content; /* rendered at open for reading */
 	bool created;	    /* made by create(), not written yet */
 };
+
+static struct open_file *open_file_new(void)
+{
+	struct open_file *fh = calloc(1, sizeof(*fh));
+
+	if (fh)
+		fh->refs = 1;
+	return fh;
+}
+
+static struct open_file *open_file_get(struct fuse_file_info *fi)
+{
+	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+
+	__atomic_add_fetch(&fh->refs, 1, __ATOMIC_RELAXED);
+	return fh;
+}
+
+static void open_file_put(struct open_file *fh)
+{
+	if (!fh || __atomic_sub_fetch(&fh->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	buf_free(&fh->content);
+	free(fh);
+}
 
 static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -474,7 +506,7 @@ static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	fh = calloc(1, sizeof(*fh));
+	fh = open_file_new();
 	if (!fh) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -486,18 +518,15 @@ static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		scope_end(req);
 	}
 	if (ret < 0) {
-		buf_free(&fh->content);
-		free(fh);
+		open_file_put(fh);
 		reply_read_failure(req, path, ret, &err);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		buf_free(&fh->content);
-		free(fh);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		open_file_put(fh);
 }
 
 static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -517,7 +546,7 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 		return;
 	child_path(&dir, name, path, sizeof(path));
 	log_debug("create %s", path);
-	fh = calloc(1, sizeof(*fh));
+	fh = open_file_new();
 	if (!fh) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -532,12 +561,12 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	scope_end(req);
 	if (ret == -EACCES) {
 		/* As opening a read-only node for writing: refused, not a failed change. */
-		free(fh);
+		open_file_put(fh);
 		fuse_reply_err(req, EACCES);
 		return;
 	}
 	if (ret < 0) {
-		free(fh);
+		open_file_put(fh);
 		reply_change_failure(req, path, dir.obj_id, &ch, ret, &err);
 		return;
 	}
@@ -547,23 +576,24 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	fi->direct_io = 1;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		core_label_pending_drop(fs, child.obj_id, child.name);
-		free(fh);
+		open_file_put(fh);
 	}
 }
 
 static void qfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
+	struct open_file *fh = open_file_get(fi);
 
 	(void)ino;
 	if (off < 0 || (size_t)off >= fh->content.len) {
 		fuse_reply_buf(req, NULL, 0);
-		return;
+	} else {
+		if (size > fh->content.len - (size_t)off)
+			size = fh->content.len - (size_t)off;
+		fuse_reply_buf(req, fh->content.data + off, size);
 	}
-	if (size > fh->content.len - (size_t)off)
-		size = fh->content.len - (size_t)off;
-	fuse_reply_buf(req, fh->content.data + off, size);
+	open_file_put(fh);
 }
 
 static void qfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -632,8 +662,7 @@ static void qfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	(void)ino;
 	if (fh->created)
 		core_label_pending_drop(fs_of(req), fh->node.obj_id, fh->node.name);
-	buf_free(&fh->content);
-	free(fh);
+	open_file_put(fh);
 	fuse_reply_err(req, 0);
 }
 
