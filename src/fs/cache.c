@@ -39,6 +39,8 @@ struct error_note {
 
 struct cache {
 	struct backend *bk;
+	cache_gone_fn gone_fn;
+	void *gone_arg;
 	pthread_mutex_t lock;
 	struct coll colls[4]; /* by enum obj_type */
 	struct tombstone *tombs;
@@ -153,6 +155,14 @@ struct cache *cache_new(struct backend *bk)
 	return c;
 }
 
+void cache_set_gone_hook(struct cache *c, cache_gone_fn fn, void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->gone_fn = fn;
+	c->gone_arg = arg;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void cache_free(struct cache *c)
 {
 	if (!c)
@@ -201,6 +211,37 @@ static void remove_at(struct coll *co, size_t i)
 	cobj_put(co->items[i]);
 	memmove(&co->items[i], &co->items[i + 1], (co->n - i - 1) * sizeof(co->items[0]));
 	co->n--;
+}
+
+/* Objects a refresh found gone, told to the hook once the lock is released. */
+struct gone_list {
+	struct cobj **items;
+	size_t n;
+};
+
+/* Under the lock. Takes a new reference to @o; on ENOMEM the note is lost (timeouts cover it). */
+static void gone_add(struct gone_list *g, struct cobj *o)
+{
+	struct cobj **items = realloc(g->items, (g->n + 1) * sizeof(*items));
+
+	if (!items)
+		return;
+	g->items = items;
+	g->items[g->n++] = cobj_ref(o);
+}
+
+/* Without the lock. */
+static void gone_tell(struct cache *c, struct gone_list *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		if (c->gone_fn)
+			c->gone_fn(c->gone_arg, g->items[i]->type, cobj_id(g->items[i]),
+				   cobj_name(g->items[i]));
+		cobj_put(g->items[i]);
+	}
+	free(g->items);
+	g->items = NULL;
+	g->n = 0;
 }
 
 /* Under the lock: puts @o in place of the object with its id, or appends it. Takes @o. */
@@ -325,7 +366,7 @@ static int walk(struct cache *c, enum obj_type t, struct cobj ***out, size_t *no
  * cache learnt after the walk began are newer than the walk's: they stay.
  */
 static void merge_walk_locked(struct cache *c, struct coll *co, struct cobj **objs, size_t n,
-			      int64_t started)
+			      int64_t started, struct gone_list *gone)
 {
 	struct cobj **next = calloc(n + co->n + 1, sizeof(*next));
 	size_t m = 0;
@@ -363,6 +404,8 @@ static void merge_walk_locked(struct cache *c, struct coll *co, struct cobj **ob
 			listed = next[j] == o || strcmp(cobj_id(next[j]), cobj_id(o)) == 0;
 		if (!listed && o->fetched_ms >= started)
 			next[m++] = cobj_ref(o);
+		else if (!listed)
+			gone_add(gone, o);
 	}
 	free(objs);
 	cobj_array_free(co->items, co->n);
@@ -421,6 +464,7 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	       struct dt_error *err)
 {
 	struct coll *co = &c->colls[t];
+	struct gone_list gone = {0};
 	struct cobj **objs = NULL;
 	size_t nobjs = 0;
 	int64_t started;
@@ -442,11 +486,12 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	if (ret < 0)
 		goto out;
 	pthread_mutex_lock(&c->lock);
-	merge_walk_locked(c, co, objs, nobjs, started);
+	merge_walk_locked(c, co, objs, nobjs, started, &gone);
 	ret = copy_items_locked(co, items, n);
 	pthread_mutex_unlock(&c->lock);
 out:
 	pthread_mutex_unlock(&co->walk_lock);
+	gone_tell(c, &gone);
 	if (ret == -ENOMEM) {
 		err->err = ENOMEM;
 		err->http_status = 0;
@@ -509,19 +554,23 @@ static void after_fetch(struct cache *c, enum obj_type t, const char *id, int re
 			struct cobj *o, struct cobj **out)
 {
 	struct coll *co = &c->colls[t];
+	struct gone_list gone = {0};
 
 	pthread_mutex_lock(&c->lock);
 	if (ret == -ENOENT && id) {
 		ssize_t i = find_id(co, id);
 
-		if (i >= 0)
+		if (i >= 0) {
+			gone_add(&gone, co->items[i]);
 			remove_at(co, (size_t)i);
+		}
 	} else if (ret == 0) {
 		*out = cobj_ref(o);
 		if (insert_locked(co, o) < 0)
 			log_warn("cache: out of memory");
 	}
 	pthread_mutex_unlock(&c->lock);
+	gone_tell(c, &gone);
 }
 
 int cache_lookup(struct cache *c, enum obj_type t, const char *name, bool full,
@@ -590,6 +639,7 @@ int cache_refresh(struct cache *c, enum obj_type t, const char *id, bool full,
 
 static struct cobj *store(struct cache *c, struct cobj *o)
 {
+	struct gone_list gone = {0};
 	struct cobj *ref;
 
 	o->fetched_ms = now_mono_ms();
@@ -598,13 +648,16 @@ static struct cobj *store(struct cache *c, struct cobj *o)
 	if (!cobj_visible(o)) {
 		ssize_t i = find_id(&c->colls[o->type], cobj_id(o));
 
-		if (i >= 0)
+		if (i >= 0) {
+			gone_add(&gone, c->colls[o->type].items[i]);
 			remove_at(&c->colls[o->type], (size_t)i);
+		}
 		cobj_put(o);
 	} else if (insert_locked(&c->colls[o->type], o) < 0) {
 		log_warn("cache: out of memory");
 	}
 	pthread_mutex_unlock(&c->lock);
+	gone_tell(c, &gone);
 	return ref;
 }
 

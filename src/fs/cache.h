@@ -45,6 +45,14 @@ struct cache;
 struct cache *cache_new(struct backend *bk);
 void cache_free(struct cache *c);
 
+/*
+ * Called (without any cache lock held, on the thread that made the
+ * refresh) for each object a refresh found gone: missing from a listing,
+ * 404 or destroyed on a fetch. Set once, before the cache is used.
+ */
+typedef void (*cache_gone_fn)(void *arg, enum obj_type t, const char *id, const char *name);
+void cache_set_gone_hook(struct cache *c, cache_gone_fn fn, void *arg);
+
 /* Every object of @t, listed within the TTL (one walk otherwise). 0 or -errno. */
 int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n,
 	       struct dt_error *err);

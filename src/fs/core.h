@@ -60,7 +60,13 @@ struct core_changes {
 
 /* ---- reading (tree.c) ---- */
 
-int core_getattr(struct qfs *fs, const struct node_info *n, struct stat *st, struct dt_error *err);
+/*
+ * @data_ms (may be NULL): the monotonic time the backend sent what the
+ * attributes say (now for nodes of no object), so the kernel is never told
+ * to keep them longer than they are fresh.
+ */
+int core_getattr(struct qfs *fs, const struct node_info *n, struct stat *st, int64_t *data_ms,
+		 struct dt_error *err);
 int core_lookup(struct qfs *fs, const struct node_info *dir, const char *name,
 		struct node_info *child, struct dt_error *err);
 /* The entries of a directory (without "." and ".."); free with free(). */

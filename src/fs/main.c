@@ -645,7 +645,9 @@ int main(int argc, char *argv[])
 	exit_code = ret < 0 ? 1 : 0;
 	log_info("unmounting %s", s.mountpoint);
 unmount:
+	ops_shutdown();
 	fuse_session_unmount(se);
+	ops_shutdown_finish();
 out:
 	if (se) {
 		fuse_remove_signal_handlers(se);

@@ -27,6 +27,33 @@ static struct fuse_session *session;
 void ops_set_session(struct fuse_session *se)
 {
 	session = se;
+	if (notify_start(se) < 0)
+		log_warn("no notifier thread: the kernel's caches expire by their timeouts only");
+}
+
+void ops_shutdown(void)
+{
+	if (!notify_stop(2000))
+		log_debug("the notifier waits on the kernel; stopping it after the unmount");
+}
+
+void ops_shutdown_finish(void)
+{
+	notify_stop(-1);
+}
+
+/*
+ * How long the kernel may keep what was learnt at @data_ms: the timeout
+ * less the data's age, so that it never believes anything older than the
+ * timeout (an object deleted elsewhere is gone within the contract's 2 s).
+ */
+static double timeout_left(double timeout, int64_t data_ms)
+{
+	double age = (double)(now_mono_ms() - data_ms) / 1000.0;
+
+	if (age <= 0)
+		return timeout;
+	return age >= timeout ? 0.0 : timeout - age;
 }
 
 static struct qfs *fs_of(fuse_req_t req)
@@ -142,19 +169,20 @@ static void reply_change_failure(fuse_req_t req, const char *path, const char *o
 static int make_entry(struct qfs *fs, struct node_info *child, struct fuse_entry_param *e,
 		      struct dt_error *err)
 {
+	int64_t data_ms;
 	int ret;
 
 	memset(e, 0, sizeof(*e));
 	child->ino = itable_peek(fs->itab, child);
-	ret = core_getattr(fs, child, &e->attr, err);
+	ret = core_getattr(fs, child, &e->attr, &data_ms, err);
 	if (ret < 0)
 		return ret;
 	if (itable_ref(fs->itab, child) < 0)
 		return core_fail(err, ENOMEM, "out of memory");
 	e->ino = child->ino;
 	e->attr.st_ino = child->ino;
-	e->attr_timeout = ATTR_TIMEOUT;
-	e->entry_timeout = ENTRY_TIMEOUT;
+	e->attr_timeout = timeout_left(ATTR_TIMEOUT, data_ms);
+	e->entry_timeout = timeout_left(ENTRY_TIMEOUT, data_ms);
 	return 0;
 }
 
@@ -175,9 +203,31 @@ static bool probes_answered_locally(const struct node_info *dir)
 
 /* ---- the operations ----------------------------------------------------- */
 
+/*
+ * A refresh found an object gone (deleted elsewhere): the kernel must drop
+ * its name now rather than when the entry times out.
+ */
+static void on_object_gone(void *arg, enum obj_type t, const char *id, const char *name)
+{
+	struct qfs *fs = arg;
+	struct node_info coll;
+	fuse_ino_t parent;
+
+	node_make(&coll, t == OBJ_SANDBOX ? NK_SANDBOXES : t == OBJ_VOLUME ? NK_VOLUMES
+									    : NK_SNAPSHOTS,
+		  "", "", NULL);
+	parent = itable_peek(fs->itab, &coll);
+	log_debug("%s: gone from the backend", name);
+	notify_entry(parent, name);
+	if (t == OBJ_SANDBOX && strcmp(id, name) != 0)
+		notify_entry(parent, id); /* the id symlink */
+}
+
 static void qfs_init_op(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct qfs *fs = userdata;
+
+	cache_set_gone_hook(fs->cache, on_object_gone, fs);
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* Listings carry attributes at no extra cost: always use readdirplus. */
@@ -235,6 +285,7 @@ static void qfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct qfs *fs = fs_of(req);
 	struct dt_error err = {0};
 	struct node_info n;
+	int64_t data_ms;
 	struct stat st;
 	char path[1024];
 	int ret;
@@ -245,12 +296,12 @@ static void qfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	node_path(&n, path, sizeof(path));
 	log_debug("getattr %s", path);
 	scope_begin(req);
-	ret = core_getattr(fs, &n, &st, &err);
+	ret = core_getattr(fs, &n, &st, &data_ms, &err);
 	scope_end(req);
 	if (ret < 0)
 		reply_read_failure(req, path, ret, &err);
 	else
-		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, timeout_left(ATTR_TIMEOUT, data_ms));
 }
 
 static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -259,6 +310,7 @@ static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	struct qfs *fs = fs_of(req);
 	struct dt_error err = {0};
 	struct node_info n;
+	int64_t data_ms;
 	struct stat st;
 	char path[1024];
 	int ret;
@@ -286,12 +338,12 @@ static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	}
 	/* Times cannot be set; touch succeeds and changes nothing. */
 	scope_begin(req);
-	ret = core_getattr(fs, &n, &st, &err);
+	ret = core_getattr(fs, &n, &st, &data_ms, &err);
 	scope_end(req);
 	if (ret < 0)
 		reply_read_failure(req, path, ret, &err);
 	else
-		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, timeout_left(ATTR_TIMEOUT, data_ms));
 }
 
 static void qfs_readlink(fuse_req_t req, fuse_ino_t ino)

@@ -295,13 +295,16 @@ static void fill_times(struct stat *st, int64_t wall_ms)
 	st->st_ctim = st->st_mtim;
 }
 
-int core_getattr(struct qfs *fs, const struct node_info *n, struct stat *st, struct dt_error *err)
+int core_getattr(struct qfs *fs, const struct node_info *n, struct stat *st, int64_t *data_ms,
+		 struct dt_error *err)
 {
 	const struct kind_info *ki = kind_info(n->kind);
 	struct cobj *o = NULL;
 	int64_t wall = fs->mount_wall_ms;
 	int ret = 0;
 
+	if (data_ms)
+		*data_ms = now_mono_ms();
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
 	st->st_mode = ki->mode;
@@ -316,6 +319,8 @@ int core_getattr(struct qfs *fs, const struct node_info *n, struct stat *st, str
 		ret = core_node_obj(fs, n, needs_full(n->kind), &o, err);
 		if (ret < 0)
 			return ret;
+		if (data_ms)
+			*data_ms = o->fetched_ms;
 		if (parse_iso8601_ms(cobj_updated_at(o), &updated) == 0)
 			wall = updated;
 	}
