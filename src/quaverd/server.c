@@ -1156,9 +1156,13 @@ static void lws_log_emit(int level, const char *line)
 	n = strlen(text);
 	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
 		text[--n] = '\0';
-	/* What lws complains about is mostly a client's doing: a warning, not an error. */
-	(void)level;
-	log_warn("lws: %s", text);
+	/*
+	 * What lws complains about is a client's doing nearly always (headers
+	 * too large, a refused websocket upgrade such as the SDK's background
+	 * socket.io): worth a debug line, not a warning. quaverd's own code
+	 * logs the failures that are the server's.
+	 */
+	log_debug("lws %s: %s", (level & LLL_ERR) ? "error" : "warning", text);
 }
 
 static void *service_main(void *arg)
