@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -41,9 +42,15 @@ struct dt_client {
 	long connect_timeout_ms;
 	long request_timeout_ms;
 	long wait_timeout_ms;
+	long transfer_stall_s;
 	int max_retries;
-	struct curl_slist *headers_plain; /* no body: suppresses curl's form Content-Type */
-	struct curl_slist *headers_json;  /* with Content-Type: application/json */
+	/*
+	 * The lines every request carries (auth, source, version, accept). A
+	 * request chains its own few lines (Content-Type, Range...) in front of
+	 * this list instead of copying it, so the secret exists once in memory.
+	 * curl only reads the list, so any number of threads can share it.
+	 */
+	struct curl_slist *headers_common;
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t pool_lock;
@@ -160,28 +167,31 @@ static bool has_line_break(const char *s)
 }
 
 /* Only http(s), no credentials in the URL: they would end up in fsname and logs. */
-static int check_api_url(const char *url, struct dt_error *err)
+int dt_check_url(const char *url, const char *what, struct dt_error *err)
 {
-	CURLU *u = curl_url();
 	char *scheme = NULL, *user = NULL, *password = NULL;
+	CURLU *u;
 	int rc = 0;
 
+	if (has_line_break(url))
+		return dt_error_set(err, EINVAL, 0, what, "must be one line");
+	u = curl_url();
 	if (!u)
-		return dt_error_set(err, ENOMEM, 0, "api_url", "out of memory");
+		return dt_error_set(err, ENOMEM, 0, what, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
-		rc = dt_error_set(err, EINVAL, 0, "api_url", "not a URL: %s", url);
+		rc = dt_error_set(err, EINVAL, 0, what, "not a URL: %s", url);
 		goto out;
 	}
 	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
 	curl_url_get(u, CURLUPART_USER, &user, 0);
 	curl_url_get(u, CURLUPART_PASSWORD, &password, 0);
 	if (!scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
-		rc = dt_error_set(err, EINVAL, 0, "api_url", "only http and https URLs work");
+		rc = dt_error_set(err, EINVAL, 0, what, "only http and https URLs work");
 	else if (user || password)
-		rc = dt_error_set(err, EINVAL, 0, "api_url",
+		rc = dt_error_set(err, EINVAL, 0, what,
 				  "must not carry credentials; use the key file or environment");
 	else if (strchr(url, '?') || strchr(url, '#'))
-		rc = dt_error_set(err, EINVAL, 0, "api_url", "must not have a query or fragment");
+		rc = dt_error_set(err, EINVAL, 0, what, "must not have a query or fragment");
 out:
 	curl_free(scheme);
 	curl_free(user);
@@ -207,31 +217,19 @@ static struct curl_slist *headers_add(struct curl_slist *list, const char *line,
 static int build_headers(struct dt_client *c, const struct dt_config *cfg)
 {
 	struct buf line = BUF_INIT;
-	struct curl_slist *base = NULL;
+	struct curl_slist *list;
 	bool ok = true;
 
-	for (int pass = 0; pass < 2 && ok; pass++) {
-		base = headers_add(NULL, c->auth_header, &ok);
-		if (cfg->organization_id && cfg->organization_id[0]) {
-			buf_reset(&line);
-			if (buf_printf(&line, "X-Daytona-Organization-ID: %s", cfg->organization_id))
-				ok = false;
-			base = headers_add(base, buf_str(&line), &ok);
-		}
-		base = headers_add(base, "X-Daytona-Source: " DT_SOURCE, &ok);
-		base = headers_add(base, "X-Daytona-SDK-Version: " DT_SDK_VERSION, &ok);
-		base = headers_add(base, "Accept: application/json", &ok);
-		/* No "Expect: 100-continue" round trip before a body. */
-		base = headers_add(base, "Expect:", &ok);
-		if (pass == 0) {
-			/* An empty-bodied POST gets no form-urlencoded type from curl. */
-			base = headers_add(base, "Content-Type:", &ok);
-			c->headers_plain = base;
-		} else {
-			base = headers_add(base, "Content-Type: application/json", &ok);
-			c->headers_json = base;
-		}
+	list = headers_add(NULL, c->auth_header, &ok);
+	if (cfg->organization_id && cfg->organization_id[0]) {
+		if (buf_printf(&line, "X-Daytona-Organization-ID: %s", cfg->organization_id))
+			ok = false;
+		list = headers_add(list, buf_str(&line), &ok);
 	}
+	list = headers_add(list, "X-Daytona-Source: " DT_SOURCE, &ok);
+	list = headers_add(list, "X-Daytona-SDK-Version: " DT_SDK_VERSION, &ok);
+	list = headers_add(list, "Accept: application/json", &ok);
+	c->headers_common = list;
 	buf_free(&line);
 	return ok ? 0 : -ENOMEM;
 }
@@ -256,7 +254,7 @@ struct dt_client *dt_client_new(const struct dt_config *cfg, struct dt_error *er
 		dt_error_set(err, EINVAL, 0, "client", "no API URL");
 		return NULL;
 	}
-	if (check_api_url(cfg->api_url, err))
+	if (dt_check_url(cfg->api_url, "api_url", err))
 		return NULL;
 	secret = cfg->api_key && cfg->api_key[0] ? cfg->api_key : cfg->jwt;
 	if (!secret || !secret[0]) {
@@ -299,6 +297,8 @@ struct dt_client *dt_client_new(const struct dt_config *cfg, struct dt_error *er
 		cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : DT_DEFAULT_REQUEST_TIMEOUT_MS;
 	c->wait_timeout_ms =
 		cfg->wait_timeout_ms > 0 ? cfg->wait_timeout_ms : DT_DEFAULT_WAIT_TIMEOUT_MS;
+	c->transfer_stall_s = cfg->transfer_stall_ms > 0 ? (cfg->transfer_stall_ms + 999) / 1000
+							  : DT_DEFAULT_TRANSFER_STALL_MS / 1000;
 	c->max_retries = cfg->max_retries < 0	 ? 0
 			 : cfg->max_retries == 0 ? DT_DEFAULT_MAX_RETRIES
 						 : cfg->max_retries;
@@ -345,8 +345,9 @@ void dt_client_free(struct dt_client *c)
 	}
 	if (c->share)
 		curl_share_cleanup(c->share);
-	curl_slist_free_all(c->headers_plain);
-	curl_slist_free_all(c->headers_json);
+	if (c->headers_common) /* its first line is the Authorization header */
+		explicit_bzero(c->headers_common->data, strlen(c->headers_common->data));
+	curl_slist_free_all(c->headers_common);
 	if (c->auth_header) {
 		explicit_bzero(c->auth_header, strlen(c->auth_header));
 		free(c->auth_header);
@@ -383,25 +384,6 @@ static int xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 	return dt_cancelled() ? 1 : 0;
 }
 
-struct sink {
-	struct buf *body;
-	bool too_large;
-};
-
-static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct sink *sink = arg;
-	size_t n = size * nmemb;
-
-	if (sink->body->len + n > DT_MAX_RESPONSE) {
-		sink->too_large = true;
-		return 0;
-	}
-	if (buf_append(sink->body, data, n))
-		return 0;
-	return n;
-}
-
 /* Options that never change for a pooled handle. */
 static int conn_setup(struct dt_client *c, struct dt_conn *conn)
 {
@@ -422,7 +404,6 @@ static int conn_setup(struct dt_client *c, struct dt_conn *conn)
 	rc |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)DT_MAX_RESPONSE);
 	rc |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 	rc |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_multi_setopt(conn->multi, CURLMOPT_MAXCONNECTS, 4L);
 	return rc == CURLE_OK ? 0 : -ENOMEM;
 }
@@ -541,23 +522,179 @@ static long backoff_ms(int attempt)
 	return 250L * attempt + (long)(r % 51);
 }
 
-static void prepare(struct dt_client *c, struct dt_conn *conn, enum dt_method method,
-		    const char *url, const char *body, long timeout_ms, struct sink *sink,
-		    char *errbuf)
+/* A transfer that set options beyond those of a plain JSON call. */
+static bool transfer_is_special(const struct dt_transfer *t)
+{
+	return t->data_fn || t->read_fn || t->mime || t->streaming || (t->headers && t->headers[0]);
+}
+
+/*
+ * The request's own header lines, chained in front of the client's common
+ * ones. *last is the node whose next is the common list, for unchaining.
+ */
+static struct curl_slist *request_headers(struct dt_client *c, const struct dt_transfer *t,
+					  struct curl_slist **last)
+{
+	struct buf line = BUF_INIT;
+	struct curl_slist *list = NULL, *tail;
+	bool ok = true;
+
+	if (t->mime) {
+		/* curl writes the multipart Content-Type with its boundary. */
+	} else if (t->body || t->read_fn) {
+		if (buf_printf(&line, "Content-Type: %s",
+			       t->content_type ? t->content_type : "application/json"))
+			ok = false;
+		list = headers_add(list, buf_str(&line), &ok);
+	} else {
+		/* An empty-bodied POST gets no form-urlencoded type from curl. */
+		list = headers_add(list, "Content-Type:", &ok);
+	}
+	/* No "Expect: 100-continue" round trip before a body, unless asked. */
+	if (!t->expect_continue)
+		list = headers_add(list, "Expect:", &ok);
+	for (size_t i = 0; t->headers && t->headers[i]; i++) {
+		if (has_line_break(t->headers[i]))
+			ok = false;
+		list = headers_add(list, t->headers[i], &ok);
+	}
+	buf_free(&line);
+	if (!ok) {
+		curl_slist_free_all(list);
+		return NULL;
+	}
+	for (tail = list; tail->next; tail = tail->next) {
+	}
+	tail->next = c->headers_common;
+	*last = tail;
+	return list;
+}
+
+static void request_headers_free(struct curl_slist *list, struct curl_slist *last)
+{
+	if (!list)
+		return;
+	last->next = NULL;
+	curl_slist_free_all(list);
+}
+
+/* What one attempt's callbacks share; it lives on the stack of dt_transfer_run. */
+struct attempt {
+	struct dt_transfer *t;
+	CURL *easy;
+	struct buf *body;
+	bool too_large;
+	enum { SINK_UNDECIDED, SINK_BUFFER, SINK_CALLER } sink;
+};
+
+static size_t transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct attempt *a = arg;
+	size_t n = size * nmemb;
+
+	if (a->sink == SINK_UNDECIDED) {
+		long status = 0;
+
+		/* Only a success goes to the caller's sink; an error body is for the message. */
+		curl_easy_getinfo(a->easy, CURLINFO_RESPONSE_CODE, &status);
+		a->t->answer_status = status;
+		a->sink = a->t->data_fn && status >= 200 && status < 300 ? SINK_CALLER
+									  : SINK_BUFFER;
+	}
+	if (a->sink == SINK_CALLER) {
+		a->t->delivered += n;
+		return a->t->data_fn(a->t, data, n);
+	}
+	if (a->body->len + n > DT_MAX_RESPONSE) {
+		a->too_large = true;
+		return 0;
+	}
+	if (buf_append(a->body, data, n))
+		return 0;
+	return n;
+}
+
+/* Copies the value of header @name from the line @data into @out, if it is that header. */
+static void header_value(const char *data, size_t n, const char *name, char *out, size_t size)
+{
+	size_t name_len = strlen(name), len;
+
+	if (n <= name_len || strncasecmp(data, name, name_len) != 0 || data[name_len] != ':')
+		return;
+	data += name_len + 1;
+	n -= name_len + 1;
+	while (n > 0 && (*data == ' ' || *data == '\t')) {
+		data++;
+		n--;
+	}
+	while (n > 0 && (data[n - 1] == '\r' || data[n - 1] == '\n' || data[n - 1] == ' '))
+		n--;
+	len = n < size - 1 ? n : size - 1;
+	memcpy(out, data, len);
+	out[len] = '\0';
+}
+
+static size_t transfer_header_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct attempt *a = arg;
+	struct dt_transfer *t = a->t;
+	size_t n = size * nmemb;
+
+	/* A status line starts a new answer (after a 100 Continue, say). */
+	char length[32] = "";
+
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		t->answer_content_range[0] = '\0';
+		t->answer_content_type[0] = '\0';
+		t->answer_content_length = -1;
+		return n;
+	}
+	header_value(data, n, "Content-Length", length, sizeof(length));
+	if (length[0] && parse_int64(length, 0, INT64_MAX, &t->answer_content_length))
+		t->answer_content_length = -1;
+	header_value(data, n, "Content-Range", t->answer_content_range,
+		     sizeof(t->answer_content_range));
+	header_value(data, n, "Content-Type", t->answer_content_type,
+		     sizeof(t->answer_content_type));
+	return n;
+}
+
+static void prepare(struct dt_client *c, struct dt_conn *conn, struct dt_transfer *t,
+		    const char *url, struct curl_slist *headers, long timeout_ms,
+		    struct attempt *a, char *errbuf)
 {
 	CURL *e = conn->easy;
-	long connect_ms = c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms;
+	long connect_ms = c->connect_timeout_ms;
 
+	if (!t->streaming && timeout_ms < connect_ms)
+		connect_ms = timeout_ms;
 	errbuf[0] = '\0';
 	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, body ? c->headers_json : c->headers_plain);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, transfer_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, transfer_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	if (t->streaming) {
+		/*
+		 * A big file takes as long as it takes: no overall deadline, but
+		 * a transfer that stays under 1 KiB/s for the stall time fails.
+		 */
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)DT_TRANSFER_MIN_RATE);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->transfer_stall_s);
+	} else {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	}
+	if (t->data_fn) /* the caller's sink decides what it keeps */
+		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+	if (t->expect_continue)
+		curl_easy_setopt(e, CURLOPT_EXPECT_100_TIMEOUT_MS, 1000L);
 	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* resets any body of the last request */
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
-	switch (method) {
+	switch (t->method) {
 	case DT_GET:
 		break;
 	case DT_DELETE:
@@ -565,23 +702,74 @@ static void prepare(struct dt_client *c, struct dt_conn *conn, enum dt_method me
 		break;
 	case DT_POST:
 	case DT_PUT:
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)(body ? strlen(body) : 0));
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
-		if (method == DT_PUT)
+		if (t->mime) {
+			curl_easy_setopt(e, CURLOPT_MIMEPOST, t->mime);
+		} else if (t->read_fn) {
+			curl_easy_setopt(e, CURLOPT_POST, 1L);
+			curl_easy_setopt(e, CURLOPT_READFUNCTION, t->read_fn);
+			curl_easy_setopt(e, CURLOPT_READDATA, t->io_arg);
+			/* curl rewinds a body it must send again on a fresh connection. */
+			curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, t->seek_fn);
+			curl_easy_setopt(e, CURLOPT_SEEKDATA, t->io_arg);
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->read_size);
+		} else {
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+					 (curl_off_t)(t->body ? t->body_len : 0));
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body ? t->body : "");
+		}
+		if (t->method == DT_PUT)
 			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
 		break;
 	}
 }
 
-int dt_call(struct dt_client *c, enum dt_method method, const char *path, const char *body,
-	    const char *what, struct dt_response *resp, struct dt_error *err)
+/* Drops every pointer into the caller's frame; a special transfer also loses its options. */
+static void unprepare(struct dt_client *c, struct dt_conn *conn, bool special)
+{
+	CURL *e = conn->easy;
+
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, NULL);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+	if (!special)
+		return;
+	/* Keeps the live connection (it is in the multi's cache) and the share. */
+	curl_easy_reset(e);
+	if (conn_setup(c, conn))
+		log_warn("could not restore a pooled HTTP handle");
+}
+
+/* Transport failures of a streamed transfer, in its own words. */
+static int streaming_error(struct dt_client *c, struct dt_conn *conn, struct dt_error *err,
+			   CURLcode code, const char *shown, const char *what)
+{
+	curl_off_t pretransfer_us = 0;
+
+	/* Zero until connected (a reused connection counts as connected at once). */
+	curl_easy_getinfo(conn->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+	if (pretransfer_us == 0)
+		dt_error_set(err, ETIMEDOUT, 0, what, "cannot connect to %s within %ld ms", shown,
+			     c->connect_timeout_ms);
+	else
+		dt_error_set(err, ETIMEDOUT, 0, what,
+			     "transfer with %s stalled (under %d bytes/s for %ld s)", shown,
+			     DT_TRANSFER_MIN_RATE, c->transfer_stall_s);
+	err->transport = true;
+	return -ETIMEDOUT;
+}
+
+int dt_transfer_run(struct dt_client *c, struct dt_transfer *t, struct dt_response *resp,
+		    struct dt_error *err)
 {
 	struct dt_response local = {0, BUF_INIT};
 	struct dt_error scratch;
 	struct buf url = BUF_INIT, shown = BUF_INIT;
-	bool idempotent = method != DT_POST;
-	int64_t start = now_mono_ms(), deadline = start + c->request_timeout_ms;
+	struct curl_slist *headers = NULL, *last = NULL;
+	bool idempotent = t->method != DT_POST, special = transfer_is_special(t);
+	int64_t deadline = t->streaming ? INT64_MAX : now_mono_ms() + c->request_timeout_ms;
+	const char *what = t->what ? t->what : "request";
 	struct dt_conn *conn = NULL;
 	int rc = 0;
 
@@ -590,12 +778,14 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 	if (!resp)
 		resp = &local;
 	memset(resp, 0, sizeof(*resp));
-	if (buf_printf(&url, "%s%s", c->api_url, path) ||
+	if ((t->url ? buf_append_str(&url, t->url)
+		    : buf_printf(&url, "%s%s", c->api_url, t->path ? t->path : "")) ||
 	    buf_append(&shown, url.data, strcspn(url.data, "?"))) {
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 		goto out;
 	}
-	conn = conn_take(c);
+	headers = request_headers(c, t, &last);
+	conn = headers ? conn_take(c) : NULL;
 	if (!conn) {
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 		goto out;
@@ -603,7 +793,7 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 
 	for (int attempt = 1;; attempt++) {
 		char errbuf[CURL_ERROR_SIZE];
-		struct sink sink = {&resp->body, false};
+		struct attempt a = {t, conn->easy, &resp->body, false, SINK_UNDECIDED};
 		int64_t t0 = now_mono_ms(), left = deadline - t0;
 		curl_off_t retry_after = 0;
 		CURLcode code;
@@ -616,29 +806,51 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 		}
 		buf_reset(&resp->body);
 		resp->status = 0;
-		prepare(c, conn, method, url.data, body, left > 1 ? (long)left : 1, &sink, errbuf);
+		t->delivered = 0;
+		t->stopped = false;
+		t->sink_errno = 0;
+		t->answer_status = 0;
+		t->answer_content_length = -1;
+		t->answer_content_range[0] = '\0';
+		t->answer_content_type[0] = '\0';
+		prepare(c, conn, t, url.data, headers, left > 1 ? (long)left : 1, &a, errbuf);
 		code = conn_run(conn);
-		/* The pooled handle must not keep pointers into this stack frame. */
-		curl_easy_setopt(conn->easy, CURLOPT_ERRORBUFFER, NULL);
-		curl_easy_setopt(conn->easy, CURLOPT_WRITEDATA, NULL);
-		if (code == CURLE_OK) {
+		if (code == CURLE_OK || code == CURLE_WRITE_ERROR)
 			curl_easy_getinfo(conn->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+		if (code == CURLE_OK)
 			curl_easy_getinfo(conn->easy, CURLINFO_RETRY_AFTER, &retry_after);
-		}
-		log_debug("%s %s -> %ld%s%s (%lld ms, attempt %d)", method_name(method), path,
-			  resp->status, code ? " " : "", code ? curl_easy_strerror(code) : "",
-			  (long long)(now_mono_ms() - t0), attempt);
+		/* A sink that has all it wants ends the transfer early: that is a success. */
+		if (code == CURLE_WRITE_ERROR && a.sink == SINK_CALLER && t->stopped)
+			code = CURLE_OK;
+		log_debug("%s %s -> %ld%s%s (%lld ms, attempt %d)", method_name(t->method),
+			  shown.data, resp->status, code ? " " : "",
+			  code ? curl_easy_strerror(code) : "", (long long)(now_mono_ms() - t0),
+			  attempt);
 
 		if (code == CURLE_OK && resp->status >= 200 && resp->status < 300) {
 			rc = 0;
 			goto out;
 		}
+		if (code == CURLE_WRITE_ERROR && t->sink_errno) {
+			rc = dt_error_set(err, t->sink_errno, 0, what, "%s",
+					  t->sink_message[0] ? t->sink_message
+							     : strerror(t->sink_errno));
+			goto out;
+		}
+		if (code == CURLE_ABORTED_BY_CALLBACK && t->sink_errno) { /* a reader failed */
+			rc = dt_error_set(err, t->sink_errno, 0, what, "%s",
+					  t->sink_message[0] ? t->sink_message
+							     : strerror(t->sink_errno));
+			goto out;
+		}
 		if (code == CURLE_OK)
 			dt_error_from_http(err, (int)resp->status, resp->body.data, resp->body.len,
 					   what);
+		else if (t->streaming && code == CURLE_OPERATION_TIMEDOUT)
+			streaming_error(c, conn, err, code, shown.data, what);
 		else
 			dt_error_from_curl(err, code, errbuf, shown.data, c->request_timeout_ms,
-					   sink.too_large, what);
+					   a.too_large, what);
 		rc = -err->err;
 
 		/*
@@ -657,23 +869,43 @@ int dt_call(struct dt_client *c, enum dt_method method, const char *path, const 
 		/* A retry that cannot finish inside the deadline only delays the error. */
 		if (now_mono_ms() + delay + 50 >= deadline)
 			goto out;
+		/* A streamed body or sink must be able to start over. */
+		if ((t->read_fn || t->data_fn || t->mime) && !(t->restart_fn && t->restart_fn(t)))
+			goto out;
 		if (dt_sleep_ms(delay)) {
 			rc = dt_error_set(err, EINTR, 0, what, "interrupted");
 			goto out;
 		}
+		/* The pooled handle must not keep pointers into this frame between tries. */
+		unprepare(c, conn, false);
 	}
 out:
 	if (conn) {
+		unprepare(c, conn, special);
 		if (rc == -EINTR) /* an aborted transfer leaves nothing worth keeping */
 			conn_free(conn);
 		else
 			conn_give_back(c, conn);
 	}
+	request_headers_free(headers, last);
 	buf_free(&url);
 	buf_free(&shown);
 	if (resp == &local)
 		dt_response_free(&local);
 	return rc;
+}
+
+int dt_call(struct dt_client *c, enum dt_method method, const char *path, const char *body,
+	    const char *what, struct dt_response *resp, struct dt_error *err)
+{
+	struct dt_transfer t = {0};
+
+	t.method = method;
+	t.path = path;
+	t.what = what;
+	t.body = body;
+	t.body_len = body ? strlen(body) : 0;
+	return dt_transfer_run(c, &t, resp, err);
 }
 
 void dt_response_free(struct dt_response *resp)

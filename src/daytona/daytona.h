@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 struct dt_config {
 	const char *api_url;     /* e.g. "https://app.daytona.io/api" (no trailing slash needed) */
@@ -23,6 +25,12 @@ struct dt_config {
 	long request_timeout_ms; /* overall deadline of one request, 0: 30000 */
 	int max_retries;         /* for 429/5xx/connect errors within the deadline; <0: 0, 0: default 2 */
 	long wait_timeout_ms;    /* state waits of create, actions, delete; 0: 120000 */
+	/*
+	 * File transfers (toolbox download/upload) have no overall deadline:
+	 * one that moves under 1 KiB/s for this long fails with ETIMEDOUT.
+	 * 0: 30000. Rounded up to whole seconds.
+	 */
+	long transfer_stall_ms;
 };
 
 /* Every failure: a positive errno that fits, the HTTP status (0 if none) and a sentence. */
@@ -215,5 +223,184 @@ int dt_snapshot_delete(struct dt_client *c, const char *id, struct dt_error *err
 /* Polls until the state is "active"; "error"/"build_failed" fail with EIO. */
 int dt_snapshot_wait_active(struct dt_client *c, const char *id_or_name, int timeout_ms,
 			    struct dt_snapshot *out, struct dt_error *err);
+
+/* ---- The toolbox: a sandbox's own filesystem (daytona-api.md sections 5 and 6) ---- */
+
+/*
+ * One sandbox's toolbox. It caches the base "{toolboxProxyUrl}/{sandbox id}"
+ * and sends the same headers as the API. Thread-safe: any number of threads
+ * may call through one handle, also while another refreshes it. Paths are
+ * paths inside the sandbox, sent percent-encoded as they are; "" is EINVAL.
+ */
+struct dt_toolbox;
+
+/*
+ * @toolbox_proxy_url NULL or "": asked from the API (GET /sandbox/{id}).
+ * The sandbox id, not its name: the proxy routes by id.
+ */
+struct dt_toolbox *dt_toolbox_new(struct dt_client *c, const char *sandbox_id,
+				  const char *toolbox_proxy_url, struct dt_error *err);
+/* The same from a sandbox DTO (its id and toolbox_proxy_url). */
+struct dt_toolbox *dt_toolbox_for_sandbox(struct dt_client *c, const struct dt_sandbox *s,
+					  struct dt_error *err);
+/*
+ * After a start or restore: takes the URL from @s (the same sandbox, fresh
+ * from the API), or with @s NULL asks the API. On failure the old base stays.
+ */
+int dt_toolbox_refresh(struct dt_toolbox *tb, const struct dt_sandbox *s, struct dt_error *err);
+void dt_toolbox_free(struct dt_toolbox *tb);
+const char *dt_toolbox_sandbox_id(const struct dt_toolbox *tb);
+
+/* At most this many entries of one listing are kept (the rest: truncated). */
+#define DT_MAX_LISTING 100000
+
+/* FileInfo. Strings are never NULL. */
+struct dt_file_info {
+	char *name;            /* the basename as sent: not "", no NUL; other checks are yours */
+	char *path;            /* full path (newer daemons), else "" */
+	int64_t size;          /* >= 0; never use it to size an allocation */
+	bool is_dir;
+	mode_t mode;           /* S_IFDIR/S_IFREG/S_IFLNK/... | 07777 bits, from permissions/mode */
+	char *owner, *group;   /* as sent: numeric strings on Daytona; "" when absent */
+	struct timespec mtime; /* modifiedAt (RFC 3339, ns), else modTime; {0,0} when neither */
+};
+void dt_file_info_clear(struct dt_file_info *fi);
+
+struct dt_file_list {
+	struct dt_file_info *items;
+	size_t count;
+	size_t dropped;  /* entries refused: no object, no name, "" or a name with NUL */
+	bool truncated;  /* more than DT_MAX_LISTING entries were sent */
+};
+void dt_file_list_clear(struct dt_file_list *l);
+
+/* Each returns 0, or -errno with @err filled (404 ENOENT, 409 EEXIST, 400 EINVAL, 403 EACCES...). */
+
+/* GET /files?path= : the entries of a directory, in the server's order. */
+int dt_fs_list(struct dt_toolbox *tb, const char *path, struct dt_file_list *out,
+	       struct dt_error *err);
+/* GET /files/info?path= */
+int dt_fs_info(struct dt_toolbox *tb, const char *path, struct dt_file_info *out,
+	       struct dt_error *err);
+/* POST /files/folder?path=&mode= (mkdir -p: an existing directory is not an error). */
+int dt_fs_mkdir(struct dt_toolbox *tb, const char *path, mode_t mode, struct dt_error *err);
+/* DELETE /files?path=[&recursive=true]; a directory needs @recursive. */
+int dt_fs_delete(struct dt_toolbox *tb, const char *path, bool recursive, struct dt_error *err);
+/* POST /files/move?source=&destination= ; an existing destination: EEXIST (409). */
+int dt_fs_move(struct dt_toolbox *tb, const char *source, const char *destination,
+	       struct dt_error *err);
+/* POST /files/permissions: @mode < 0, @owner/@group NULL or "": left as they are. */
+int dt_fs_set_permissions(struct dt_toolbox *tb, const char *path, int mode, const char *owner,
+			  const char *group, struct dt_error *err);
+
+struct dt_fs_match {
+	char *file;
+	int64_t line;
+	char *content;
+};
+struct dt_fs_match_list {
+	struct dt_fs_match *items;
+	size_t count;
+};
+void dt_fs_match_list_clear(struct dt_fs_match_list *l);
+/* GET /files/find?path=&pattern= : lines containing @pattern (literal), recursive. */
+int dt_fs_find(struct dt_toolbox *tb, const char *path, const char *pattern,
+	       struct dt_fs_match_list *out, struct dt_error *err);
+
+struct dt_string_list {
+	char **items;
+	size_t count;
+};
+void dt_string_list_clear(struct dt_string_list *l);
+/* GET /files/search?path=&pattern= : paths whose basename matches the glob, recursive. */
+int dt_fs_search(struct dt_toolbox *tb, const char *path, const char *pattern,
+		 struct dt_string_list *out, struct dt_error *err);
+
+struct dt_fs_replace_result {
+	char *file;
+	bool success;
+	char *error; /* NULL when none */
+};
+struct dt_fs_replace_list {
+	struct dt_fs_replace_result *items;
+	size_t count;
+};
+void dt_fs_replace_list_clear(struct dt_fs_replace_list *l);
+/* POST /files/replace {"files","pattern","newValue"}: one result per file. */
+int dt_fs_replace(struct dt_toolbox *tb, const char *const *files, size_t nfiles,
+		  const char *pattern, const char *new_value, struct dt_fs_replace_list *out,
+		  struct dt_error *err);
+
+/* GET /user-home-dir, /work-dir ({"dir"}) and /version; *out is malloc'd. */
+int dt_toolbox_home_dir(struct dt_toolbox *tb, char **out, struct dt_error *err);
+int dt_toolbox_work_dir(struct dt_toolbox *tb, char **out, struct dt_error *err);
+int dt_toolbox_version(struct dt_toolbox *tb, char **out, struct dt_error *err);
+
+/*
+ * Transfers. Never held in memory and never bound by request_timeout_ms:
+ * they fail when they stall (config transfer_stall_ms) and honour the
+ * cancellation hook. Bytes go to or come from an fd with pread/pwrite at
+ * explicit offsets, so the fd's own offset is neither used nor moved.
+ */
+
+/*
+ * GET /files/download?path= : the whole file into @fd at offsets 0..size-1
+ * (an fd that cannot pwrite, a pipe, gets plain writes). The fd is not
+ * truncated. *size (may be NULL) is the number of bytes written. A local
+ * write failure is its errno (ENOSPC...).
+ */
+int dt_fs_download_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t *size,
+		      struct dt_error *err);
+
+enum dt_range_status {
+	DT_RANGE_PARTIAL, /* 206: the server sent the range */
+	DT_RANGE_WHOLE,   /* 200: the server ignored Range and sent the whole file */
+	DT_RANGE_EOF,     /* 416: @offset is at or past the end of the file; nothing stored */
+};
+struct dt_range_result {
+	enum dt_range_status status;
+	int64_t bytes;     /* bytes stored */
+	int64_t file_size; /* from Content-Range (or Content-Length of a 200); -1 unknown */
+};
+/*
+ * Bytes [@offset, @offset + @len) into @buf (Range: bytes=a-b). On a 206
+ * (PARTIAL) bytes may be less than @len at the end of the file. On a 200
+ * (WHOLE) the slice is cut out of the stream, which is abandoned once the
+ * slice is complete: the answer is right, but switch to dt_fs_download_fd
+ * for this server. 416 (EOF) returns 0 with bytes 0. @len 0: nothing asked.
+ */
+int dt_fs_read_range(struct dt_toolbox *tb, const char *path, int64_t offset, size_t len,
+		     void *buf, struct dt_range_result *res, struct dt_error *err);
+/*
+ * The same into @fd, each byte at its own file offset (the fd becomes a
+ * sparse mirror of the file, as a cache wants): a 206 writes [offset,
+ * offset + bytes); a 200 writes the whole file from offset 0 (WHOLE, bytes =
+ * its size), after which the fd holds all of it.
+ */
+int dt_fs_download_range_fd(struct dt_toolbox *tb, const char *path, int64_t offset, int64_t len,
+			    int fd, struct dt_range_result *res, struct dt_error *err);
+
+/*
+ * Replaces (or creates, with its parents) the file at @path with the first
+ * @size bytes of @fd, read with pread from offset 0 (@size < 0: the fd's
+ * size by fstat). POST /files/upload-v2?path= with a raw body; a daemon
+ * without it (404/405) gets POST /files/bulk-upload (multipart), and the
+ * handle remembers which one works. A file that shrinks while it is sent
+ * fails with EIO.
+ */
+int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t size,
+		    struct dt_error *err);
+
+/*
+ * POST /files/bulk-download {"paths"} (the SDK's downloadFile): the answer
+ * is multipart and held in memory (at most 64 MiB), so use it for small
+ * files. @fn runs once per requested path, in order, with the file's bytes
+ * or with @file_err (FILE_NOT_FOUND: ENOENT, a part cut short: EIO, no part
+ * for the path: EIO); a nonzero return from @fn stops and is returned.
+ */
+typedef int (*dt_fs_bulk_fn)(void *arg, size_t index, const char *path, const void *data,
+			     size_t len, const struct dt_error *file_err);
+int dt_fs_bulk_download(struct dt_toolbox *tb, const char *const *paths, size_t npaths,
+			dt_fs_bulk_fn fn, void *arg, struct dt_error *err);
 
 #endif

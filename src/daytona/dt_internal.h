@@ -27,6 +27,9 @@
 #define DT_DEFAULT_REQUEST_TIMEOUT_MS 30000
 #define DT_DEFAULT_WAIT_TIMEOUT_MS 120000
 #define DT_DEFAULT_MAX_RETRIES 2
+/* File transfers: no overall deadline, but under this rate for the stall time fails. */
+#define DT_DEFAULT_TRANSFER_STALL_MS 30000
+#define DT_TRANSFER_MIN_RATE 1024 /* bytes per second */
 
 /* Poll cadence of the state waits: 100 ms, x1.5 per poll, at most 1 s. */
 #define DT_POLL_FIRST_MS 100
@@ -57,6 +60,62 @@ struct dt_response {
 int dt_call(struct dt_client *c, enum dt_method method, const char *path, const char *body,
 	    const char *what, struct dt_response *resp, struct dt_error *err);
 void dt_response_free(struct dt_response *resp);
+
+/*
+ * The general form of dt_call, for the toolbox: any URL, extra header lines,
+ * a body streamed from a callback or a multipart form, the answer streamed
+ * to a callback. Zero-initialise it and set what applies.
+ */
+struct dt_transfer {
+	enum dt_method method;
+	const char *url;  /* absolute, already encoded; NULL: api_url + path */
+	const char *path; /* used when url is NULL */
+	const char *what; /* for messages: "download /a/b" */
+	const char *const *headers; /* NULL-terminated extra lines ("Range: bytes=0-9") */
+
+	/* The request body: at most one of body, read_fn and mime. */
+	const char *body;
+	size_t body_len;
+	const char *content_type; /* of body or read_fn; NULL: application/json */
+	curl_read_callback read_fn; /* streams read_size bytes */
+	curl_seek_callback seek_fn; /* rewinds read_fn (curl resends on a fresh connection) */
+	void *io_arg;               /* READDATA and SEEKDATA */
+	int64_t read_size;
+	curl_mime *mime;
+	bool expect_continue; /* "Expect: 100-continue": a server may refuse before the body */
+
+	/*
+	 * Large transfers: no overall deadline; the connect timeout, and a
+	 * stall (under DT_TRANSFER_MIN_RATE for the client's stall time) is
+	 * ETIMEDOUT. Cancellation works as for any request.
+	 */
+	bool streaming;
+
+	/*
+	 * The body of a 2xx answer goes to data_fn (any size) instead of the
+	 * response buffer; error bodies still go to the buffer for the message.
+	 * data_fn returns @len to go on; to end the transfer early as a success
+	 * it sets t->stopped and returns 0; to fail it sets t->sink_errno (and
+	 * optionally t->sink_message) and returns 0. A reader fails the same
+	 * way with sink_errno and CURL_READFUNC_ABORT.
+	 */
+	size_t (*data_fn)(struct dt_transfer *t, const char *data, size_t len);
+	void *data_arg;
+	/* Before a retry of a transfer with read_fn, data_fn or mime: false forbids it. */
+	bool (*restart_fn)(struct dt_transfer *t);
+
+	/* Filled by the engine, per attempt. */
+	int64_t delivered; /* bytes given to data_fn */
+	bool stopped;
+	int sink_errno;
+	char sink_message[200];
+	long answer_status;            /* known when data_fn first runs */
+	int64_t answer_content_length; /* -1: not sent */
+	char answer_content_range[128];
+	char answer_content_type[256];
+};
+int dt_transfer_run(struct dt_client *c, struct dt_transfer *t, struct dt_response *resp,
+		    struct dt_error *err);
 
 /*
  * dt_call plus JSON parsing of the answer. *out is NULL for an empty body.
@@ -105,6 +164,43 @@ bool dt_key_is_secret(const char *key);
 const char *dt_json_string(const cJSON *o, const char *name);
 /* A {"k":"v"} object from @kv, NULL on ENOMEM. */
 cJSON *dt_kv_to_json(const struct dt_kv *kv, size_t n);
+
+/* Only http(s), no credentials, query or fragment, one line. 0 or -EINVAL with @err. */
+int dt_check_url(const char *url, const char *what, struct dt_error *err);
+
+/* ---- the toolbox (toolbox.c, fileinfo.c, transfer.c) ---- */
+
+/*
+ * "{base}{endpoint}" for the toolbox of @tb (endpoint "/files/info"), then
+ * the query pairs of @query (NULL-terminated key, value, ...; a NULL value
+ * ends the list too), percent-encoded. 0 or -errno with @err.
+ */
+int dt_toolbox_url(struct dt_toolbox *tb, struct buf *url, const char *endpoint,
+		   const char *const *query, const char *what, struct dt_error *err);
+struct dt_client *dt_toolbox_client(struct dt_toolbox *tb);
+/* Which upload the daemon has: 0 not known yet, 1 upload-v2, -1 only bulk-upload. */
+int dt_toolbox_upload_mode(struct dt_toolbox *tb);
+void dt_toolbox_set_upload_mode(struct dt_toolbox *tb, int mode);
+
+/* RFC 3339 with optional fraction (ns); Go's time.String(). 0 or -EINVAL. */
+int dt_parse_rfc3339(const char *s, struct timespec *out);
+int dt_parse_go_time(const char *s, struct timespec *out);
+/*
+ * st_mode from FileInfo's "mode" (Go FileMode.String(), or octal) and
+ * "permissions" (%04o); *is_dir is the isDir field, set when the mode says
+ * so. Without any usable bits: 0755 for directories, 0644 otherwise.
+ */
+mode_t dt_file_mode(const char *mode, const char *permissions, bool *is_dir);
+/*
+ * One FileInfo object; -EINVAL for a missing or empty name (or, when
+ * @nul_seen, one that hid a NUL), -ENOMEM.
+ */
+int dt_file_info_from_json(const cJSON *o, bool nul_seen, struct dt_file_info *out);
+/* A listing / one FileInfo answer; @text is rewritten in place (NUL escapes). */
+int dt_file_list_parse(char *text, size_t len, const char *what, struct dt_file_list *out,
+		       struct dt_error *err);
+int dt_file_info_parse(char *text, size_t len, const char *what, struct dt_file_info *out,
+		       struct dt_error *err);
 
 /* What a sandbox wait waits for. */
 struct dt_wait {
