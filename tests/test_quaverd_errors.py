@@ -6,6 +6,7 @@ changes in the state dir (doc/quaverd.md "Errors" and "Object names",
 import contextlib
 import http.client
 import json
+import os
 
 import pytest
 
@@ -476,23 +477,41 @@ def test_nul_in_path_closes_the_connection_and_changes_nothing(world):
             assert 400 <= resp.status < 500
 
 
-def test_chunked_body_is_411(world):
+def send_chunked(q, method, path, chunks):
+    conn = http.client.HTTPConnection(q.host, q.port, timeout=10)
+    try:
+        conn.putrequest(method, q.api_path + path)
+        conn.putheader("Authorization", "Bearer " + q.token)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        for chunk in chunks:
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_chunked_post_body_is_read_like_any_body(world):
+    """node's http module streams bodies chunked (doc/quaverd.md, HTTP limits)."""
+    q = world["q"]
+    name = "chunked-" + os.urandom(4).hex()
+    body = json.dumps({"name": name, "env": {}, "labels": {}}).encode()
+    status, raw = send_chunked(q, "POST", "/sandbox", [body[:7], body[7:]])
+    assert status == 200, raw
+    created = json.loads(raw)
+    assert created["name"] == name
+    delete_and_wait(q, created["id"])
+
+
+def test_chunked_body_on_delete_is_411(world):
     q = world["q"]
     with unchanged(q):
-        conn = http.client.HTTPConnection(q.host, q.port, timeout=10)
-        try:
-            conn.putrequest("POST", q.api_path + "/sandbox")
-            conn.putheader("Authorization", "Bearer " + q.token)
-            conn.putheader("Content-Type", "application/json")
-            conn.putheader("Transfer-Encoding", "chunked")
-            conn.endheaders()
-            conn.send(b"2\r\n{}\r\n0\r\n\r\n")
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        assert resp.status == 411, (resp.status, raw)
-        assert_daytona_error((resp.status, json.loads(raw)), 411)
+        status, raw = send_chunked(q, "DELETE", "/sandbox/nothing-here", [b"{}"])
+        assert status == 411, (status, raw)
+        assert_daytona_error((status, json.loads(raw)), 411)
 
 
 def test_body_over_max_body_is_413(world):
