@@ -274,7 +274,10 @@ struct dt_file_list {
 };
 void dt_file_list_clear(struct dt_file_list *l);
 
-/* Each returns 0, or -errno with @err filled (404 ENOENT, 409 EEXIST, 400 EINVAL, 403 EACCES...). */
+/*
+ * Each returns 0, or -errno with @err filled by dt_error_from_http (404
+ * ENOENT, 409 EEXIST, 400 EINVAL, 403 EACCES, ...).
+ */
 
 /* GET /files?path= : the entries of a directory, in the server's order. */
 int dt_fs_list(struct dt_toolbox *tb, const char *path, struct dt_file_list *out,

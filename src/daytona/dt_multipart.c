@@ -45,8 +45,8 @@ static const char *param_value(const char *p, struct buf *out)
  * (a Content-Type or Content-Disposition value). Returns 0, -ENOMEM, or
  * what @fn returned.
  */
-static int each_param(const char *header, int (*fn)(void *arg, const char *key, size_t key_len,
-						     const char *value),
+static int each_param(const char *header,
+		      int (*fn)(void *arg, const char *key, size_t key_len, const char *value),
 		      void *arg)
 {
 	const char *p = strchr(header, ';');
@@ -296,8 +296,8 @@ static size_t find_delimiter(const struct walk *w, size_t from)
 static int read_part_headers(const struct walk *w, size_t pos, struct part_headers *h,
 			     size_t *data_start)
 {
-	size_t end_limit = w->len - pos < DT_MULTIPART_MAX_HEADERS ? w->len - pos
-								     : DT_MULTIPART_MAX_HEADERS;
+	size_t end_limit =
+	    w->len - pos < DT_MULTIPART_MAX_HEADERS ? w->len - pos : DT_MULTIPART_MAX_HEADERS;
 	const char *block = w->body + pos;
 	size_t line_start = 0;
 
@@ -335,8 +335,8 @@ static size_t part_end(const struct walk *w, size_t d, int64_t content_length)
 	return find_delimiter(w, d);
 }
 
-int dt_multipart_parse(const char *content_type, const char *body, size_t len,
-		       dt_multipart_fn fn, void *arg)
+int dt_multipart_parse(const char *content_type, const char *body, size_t len, dt_multipart_fn fn,
+		       void *arg)
 {
 	char boundary[DT_MULTIPART_MAX_BOUNDARY + 1];
 	struct walk w = {body, len, "", 0};
@@ -385,7 +385,7 @@ int dt_multipart_parse(const char *content_type, const char *body, size_t len,
 		end = part_end(&w, data_start, h.content_length);
 		part.name = buf_str(&h.name);
 		part.filename = h.has_filename_star ? buf_str(&h.filename_star)
-			      : h.has_filename	    ? buf_str(&h.filename)
+				: h.has_filename    ? buf_str(&h.filename)
 						    : NULL;
 		part.content_type = buf_str(&h.content_type);
 		part.data = body + data_start;

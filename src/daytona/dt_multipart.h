@@ -15,10 +15,10 @@
 #define DT_MULTIPART_MAX_HEADERS 16384
 
 struct dt_multipart_part {
-	const char *name;         /* Content-Disposition name, "" when absent */
-	const char *filename;     /* filename*=utf-8''... decoded, else filename; NULL when absent */
+	const char *name;     /* Content-Disposition name, "" when absent */
+	const char *filename; /* filename*=utf-8''... decoded, else filename; NULL when absent */
 	const char *content_type; /* "" when absent */
-	const char *data;         /* points into the body */
+	const char *data;	  /* points into the body */
 	size_t len;
 	/* The body ended inside this part (no delimiter after it): its data is cut short. */
 	bool truncated;
@@ -36,8 +36,8 @@ typedef int (*dt_multipart_fn)(void *arg, const struct dt_multipart_part *part);
  * at a delimiter have been given to @fn; one cut short inside its data is
  * given to @fn with truncated set); -ENOMEM; or what @fn returned.
  */
-int dt_multipart_parse(const char *content_type, const char *body, size_t len,
-		       dt_multipart_fn fn, void *arg);
+int dt_multipart_parse(const char *content_type, const char *body, size_t len, dt_multipart_fn fn,
+		       void *arg);
 
 /* The boundary parameter of @content_type into @out. 0 or -EINVAL. */
 int dt_multipart_boundary(const char *content_type, char *out, size_t size);

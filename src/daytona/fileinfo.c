@@ -333,8 +333,8 @@ int dt_file_info_from_json(const cJSON *o, bool nul_seen, struct dt_file_info *o
 	}
 	out->size = size_field(o);
 	out->is_dir = cJSON_IsTrue(is_dir);
-	out->mode = dt_file_mode(dt_json_string(o, "mode"), dt_json_string(o, "permissions"),
-				 &out->is_dir);
+	out->mode =
+	    dt_file_mode(dt_json_string(o, "mode"), dt_json_string(o, "permissions"), &out->is_dir);
 	if (cJSON_IsBool(is_dir) && !out->is_dir && S_ISDIR(out->mode))
 		out->mode = S_IFREG | (out->mode & 07777);
 	if (dt_parse_rfc3339(dt_json_string(o, "modifiedAt"), &out->mtime) &&
@@ -429,7 +429,8 @@ int dt_file_list_parse(char *text, size_t len, const char *what, struct dt_file_
 		cJSON_Delete(root);
 		return dt_error_set(err, ENOMEM, 0, what, "out of memory");
 	}
-	cJSON_ArrayForEach(item, root) {
+	cJSON_ArrayForEach(item, root)
+	{
 		if (out->count == n)
 			break;
 		rc = dt_file_info_from_json(item, nul_seen, &out->items[out->count]);

@@ -22,7 +22,7 @@ struct dt_toolbox {
 	struct dt_client *c;
 	char *id;
 	pthread_mutex_t lock; /* guards base, which a refresh replaces */
-	char *base;           /* "{toolboxProxyUrl}/{escaped sandbox id}" */
+	char *base;	      /* "{toolboxProxyUrl}/{escaped sandbox id}" */
 	atomic_int upload_mode;
 };
 
@@ -65,8 +65,9 @@ static int make_base(const char *url, const char *id, char **out, struct dt_erro
 	rc = dt_path_segment(&b, id);
 	if (rc) {
 		buf_free(&b);
-		return rc == -ENOMEM ? dt_error_set(err, ENOMEM, 0, "toolbox", "out of memory")
-				     : dt_error_set(err, EINVAL, 0, "toolbox", "invalid sandbox id");
+		return rc == -ENOMEM
+			   ? dt_error_set(err, ENOMEM, 0, "toolbox", "out of memory")
+			   : dt_error_set(err, EINVAL, 0, "toolbox", "invalid sandbox id");
 	}
 	*out = buf_steal(&b);
 	return 0;
@@ -82,8 +83,8 @@ static int fetch_sandbox(struct dt_client *c, const char *id, struct dt_sandbox 
 		return rc;
 	if (!s->toolbox_proxy_url || !s->toolbox_proxy_url[0]) {
 		dt_sandbox_clear(s);
-		return dt_error_set(err, EIO, 0, "toolbox", "the API gives no toolbox URL for sandbox %s",
-				    id);
+		return dt_error_set(err, EIO, 0, "toolbox",
+				    "the API gives no toolbox URL for sandbox %s", id);
 	}
 	return 0;
 }
@@ -239,7 +240,8 @@ static int tb_request_json(struct dt_toolbox *tb, enum dt_method method, const c
 	*out = NULL;
 	rc = tb_request(tb, method, endpoint, query, body, what, &resp, err);
 	if (rc == 0 && resp.body.len == 0)
-		rc = dt_error_set(err, EIO, (int)resp.status, what, "the server sent an empty answer");
+		rc = dt_error_set(err, EIO, (int)resp.status, what,
+				  "the server sent an empty answer");
 	if (rc == 0)
 		rc = dt_parse_json(resp.body.data, resp.body.len, what, out, err);
 	dt_response_free(&resp);
@@ -443,7 +445,8 @@ int dt_fs_find(struct dt_toolbox *tb, const char *path, const char *pattern,
 	if (!rc && n && !(out->items = calloc(n, sizeof(*out->items))))
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 	walk = rc ? NULL : root;
-	cJSON_ArrayForEach(item, walk) {
+	cJSON_ArrayForEach(item, walk)
+	{
 		const cJSON *line = cJSON_GetObjectItemCaseSensitive(item, "line");
 		struct dt_fs_match *m = &out->items[out->count];
 		const char *file = dt_json_string(item, "file");
@@ -451,12 +454,11 @@ int dt_fs_find(struct dt_toolbox *tb, const char *path, const char *pattern,
 		if (!file)
 			continue;
 		m->file = strdup(file);
-		m->content = strdup(dt_json_string(item, "content") ? dt_json_string(item, "content")
-								    : "");
-		m->line = cJSON_IsNumber(line) && line->valuedouble >= 0 &&
-					  line->valuedouble < 9e18
-				  ? (int64_t)line->valuedouble
-				  : 0;
+		m->content =
+		    strdup(dt_json_string(item, "content") ? dt_json_string(item, "content") : "");
+		m->line = cJSON_IsNumber(line) && line->valuedouble >= 0 && line->valuedouble < 9e18
+			      ? (int64_t)line->valuedouble
+			      : 0;
 		out->count++;
 		if (!m->file || !m->content) {
 			rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
@@ -495,7 +497,8 @@ int dt_fs_search(struct dt_toolbox *tb, const char *path, const char *pattern,
 	if (!rc && n && !(out->items = calloc(n, sizeof(*out->items))))
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 	walk = rc ? NULL : files;
-	cJSON_ArrayForEach(item, walk) {
+	cJSON_ArrayForEach(item, walk)
+	{
 		if (!cJSON_IsString(item))
 			continue;
 		out->items[out->count] = strdup(item->valuestring);
@@ -557,7 +560,8 @@ int dt_fs_replace(struct dt_toolbox *tb, const char *const *files, size_t nfiles
 	if (!rc && n && !(out->items = calloc(n, sizeof(*out->items))))
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 	walk = rc ? NULL : root;
-	cJSON_ArrayForEach(item, walk) {
+	cJSON_ArrayForEach(item, walk)
+	{
 		struct dt_fs_replace_result *r = &out->items[out->count];
 		const char *file = dt_json_string(item, "file"), *error;
 
@@ -581,8 +585,8 @@ int dt_fs_replace(struct dt_toolbox *tb, const char *const *files, size_t nfiles
 }
 
 /* GET @endpoint and the string member @field of its JSON answer (or the plain text). */
-static int info_string(struct dt_toolbox *tb, const char *endpoint, const char *field,
-		       char **out, struct dt_error *err)
+static int info_string(struct dt_toolbox *tb, const char *endpoint, const char *field, char **out,
+		       struct dt_error *err)
 {
 	struct dt_response resp;
 	char what[64];

@@ -34,18 +34,18 @@ static int check_path(const char *path, const char *what, struct dt_error *err)
 /* ---- downloads ---- */
 
 struct sink {
-	int fd;             /* or -1: into buf */
-	bool plain_write;   /* the fd cannot pwrite (a pipe): sequential writes */
+	int fd;		  /* or -1: into buf */
+	bool plain_write; /* the fd cannot pwrite (a pipe): sequential writes */
 	char *buf;
-	size_t cap;         /* of buf */
-	bool range;         /* a Range request */
-	int64_t offset;     /* its first byte */
-	int64_t len;        /* and length */
-	bool decided;       /* the answer's kind is known */
-	bool whole;         /* a 200 to a Range request */
-	int64_t pos;        /* file offset of the next byte that arrives */
-	int64_t stored;     /* bytes kept */
-	int64_t file_size;  /* from Content-Range; -1 unknown */
+	size_t cap;	   /* of buf */
+	bool range;	   /* a Range request */
+	int64_t offset;	   /* its first byte */
+	int64_t len;	   /* and length */
+	bool decided;	   /* the answer's kind is known */
+	bool whole;	   /* a 200 to a Range request */
+	int64_t pos;	   /* file offset of the next byte that arrives */
+	int64_t stored;	   /* bytes kept */
+	int64_t file_size; /* from Content-Range; -1 unknown */
 };
 
 /* "bytes a-b/N" or "bytes *\/N"; each of @start/@end/@total is -1 when absent or "*". */
@@ -101,8 +101,9 @@ static int write_at(struct sink *k, const char *data, size_t len)
 			n = write(k->fd, data, len);
 		} else {
 			n = pwrite(k->fd, data, len, (off_t)k->pos);
+			/* A pipe: the bytes arrive in order anyway. */
 			if (n < 0 && errno == ESPIPE && k->pos == 0 && !k->range) {
-				k->plain_write = true; /* a pipe: the bytes arrive in order anyway */
+				k->plain_write = true;
 				continue;
 			}
 		}
@@ -238,10 +239,9 @@ static int download(struct dt_toolbox *tb, const char *path, struct sink *k, con
 		/* Past the end: EOF, not an error. */
 		res->status = DT_RANGE_EOF;
 		res->bytes = 0;
-		res->file_size = parse_content_range(t.answer_content_range, &start, &end,
-						     &total) == 0
-					 ? total
-					 : -1;
+		res->file_size =
+		    parse_content_range(t.answer_content_range, &start, &end, &total) == 0 ? total
+											   : -1;
 		rc = 0;
 	} else if (res && rc == 0) {
 		res->status = k->whole ? DT_RANGE_WHOLE : DT_RANGE_PARTIAL;
@@ -283,8 +283,8 @@ static int check_range(int64_t offset, int64_t len, const char *what, struct dt_
 	return 0;
 }
 
-int dt_fs_read_range(struct dt_toolbox *tb, const char *path, int64_t offset, size_t len,
-		     void *buf, struct dt_range_result *res, struct dt_error *err)
+int dt_fs_read_range(struct dt_toolbox *tb, const char *path, int64_t offset, size_t len, void *buf,
+		     struct dt_range_result *res, struct dt_error *err)
 {
 	DT_ERR_GUARD(err);
 	struct sink k = {.fd = -1, .buf = buf, .cap = len, .range = true, .offset = offset};
@@ -387,8 +387,8 @@ static bool reader_restart(struct dt_transfer *t)
 static void bulk_upload_message(struct dt_error *err, const struct dt_response *resp,
 				const char *what)
 {
-	cJSON *root = resp->body.len ? cJSON_ParseWithLength(resp->body.data, resp->body.len)
-				     : NULL;
+	cJSON *root =
+	    resp->body.len ? cJSON_ParseWithLength(resp->body.data, resp->body.len) : NULL;
 	const cJSON *errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
 	const cJSON *first = cJSON_IsArray(errors) ? cJSON_GetArrayItem(errors, 0) : NULL;
 	const char *text = cJSON_IsString(first) ? first->valuestring : NULL;
@@ -434,8 +434,8 @@ static int upload_v2(struct dt_toolbox *tb, const char *path, struct reader *r, 
 	return rc;
 }
 
-static int bulk_upload(struct dt_toolbox *tb, const char *path, struct reader *r,
-		       const char *what, struct dt_error *err)
+static int bulk_upload(struct dt_toolbox *tb, const char *path, struct reader *r, const char *what,
+		       struct dt_error *err)
 {
 	const char *slash = strrchr(path, '/');
 	const char *base = slash && slash[1] ? slash + 1 : path;
@@ -463,9 +463,9 @@ static int bulk_upload(struct dt_toolbox *tb, const char *path, struct reader *r
 	code |= part ? curl_mime_name(part, "files[0].file") : CURLE_OUT_OF_MEMORY;
 	code |= part ? curl_mime_filename(part, base) : CURLE_OUT_OF_MEMORY;
 	code |= part ? curl_mime_type(part, "application/octet-stream") : CURLE_OUT_OF_MEMORY;
-	code |= part ? curl_mime_data_cb(part, (curl_off_t)r->size, reader_read, reader_seek,
-					 NULL, r)
-		     : CURLE_OUT_OF_MEMORY;
+	code |=
+	    part ? curl_mime_data_cb(part, (curl_off_t)r->size, reader_read, reader_seek, NULL, r)
+		 : CURLE_OUT_OF_MEMORY;
 	if (code != CURLE_OK) {
 		rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 		goto out;
@@ -512,7 +512,8 @@ int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t siz
 			return dt_error_set(err, errno, 0, what, "cannot stat the local file: %s",
 					    strerror(errno));
 		if (!S_ISREG(st.st_mode))
-			return dt_error_set(err, EINVAL, 0, what, "the local file is not a regular file");
+			return dt_error_set(err, EINVAL, 0, what,
+					    "the local file is not a regular file");
 		r.size = st.st_size;
 	}
 
@@ -582,12 +583,8 @@ static int error_part_status(const char *data, size_t len)
 		const char *code;
 		int status;
 	} codes[] = {
-		{"FILE_NOT_FOUND", 404},
-		{"NOT_FOUND", 404},
-		{"FILE_ACCESS_DENIED", 403},
-		{"FORBIDDEN", 403},
-		{"INVALID_FILE_PATH", 400},
-		{"BAD_REQUEST", 400},
+	    {"FILE_NOT_FOUND", 404}, {"NOT_FOUND", 404},	 {"FILE_ACCESS_DENIED", 403},
+	    {"FORBIDDEN", 403},	     {"INVALID_FILE_PATH", 400}, {"BAD_REQUEST", 400},
 	};
 	cJSON *root = cJSON_ParseWithLength(data, len);
 	const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "statusCode");
@@ -674,7 +671,8 @@ int dt_fs_bulk_download(struct dt_toolbox *tb, const char *const *paths, size_t 
 		if (!e->answered)
 			dt_error_set(&file_err, EIO, 0, paths[i], "the answer has no part for it");
 		else if (e->truncated)
-			dt_error_set(&file_err, EIO, 0, paths[i], "the answer ended inside the file");
+			dt_error_set(&file_err, EIO, 0, paths[i],
+				     "the answer ended inside the file");
 		else if (e->is_error)
 			dt_error_from_http(&file_err, error_part_status(e->data, e->len), e->data,
 					   e->len, paths[i]);

@@ -66,24 +66,24 @@ struct req {
 	char target[4096];
 	char headers[8192];
 	int64_t content_length; /* -1: none */
-	int64_t body_total;     /* bytes received */
+	int64_t body_total;	/* bytes received */
 	uint64_t body_hash;
-	int body_reads;         /* read() calls that brought body bytes */
-	unsigned char *body;    /* the first KEPT_BODY bytes */
+	int body_reads;	     /* read() calls that brought body bytes */
+	unsigned char *body; /* the first KEPT_BODY bytes */
 	size_t body_kept;
 };
 
 struct reply {
 	int status;
-	char headers[1024];     /* extra lines, each ending in \r\n */
-	char body[65536];       /* a small body, as text */
-	size_t body_len;        /* 0: strlen(body) */
-	int64_t pattern_from;   /* stream pat(pattern_from ...) */
-	int64_t pattern_len;    /* that many bytes (0: use body) */
-	int64_t declared;       /* Content-Length to claim; -1: the real length */
-	int chunk_delay_ms;     /* pause between 64 KiB chunks */
-	int64_t stall_after;    /* stop sending after this many body bytes; -1: never */
-	bool close_after;       /* close the connection after the answer */
+	char headers[1024];   /* extra lines, each ending in \r\n */
+	char body[65536];     /* a small body, as text */
+	size_t body_len;      /* 0: strlen(body) */
+	int64_t pattern_from; /* stream pat(pattern_from ...) */
+	int64_t pattern_len;  /* that many bytes (0: use body) */
+	int64_t declared;     /* Content-Length to claim; -1: the real length */
+	int chunk_delay_ms;   /* pause between 64 KiB chunks */
+	int64_t stall_after;  /* stop sending after this many body bytes; -1: never */
+	bool close_after;     /* close the connection after the answer */
 };
 
 /* Before the body: true answers at once (rp filled) without reading the body. */
@@ -208,8 +208,8 @@ static bool read_body(int fd, struct req *rq, char *pending, size_t *npending)
 		left -= (int64_t)n;
 	}
 	while (left > 0) {
-		ssize_t n = read_some(fd, chunk, left < (int64_t)sizeof(chunk) ? (size_t)left
-									  : sizeof(chunk));
+		ssize_t n = read_some(fd, chunk,
+				      left < (int64_t)sizeof(chunk) ? (size_t)left : sizeof(chunk));
 
 		if (n <= 0)
 			return false;
@@ -228,15 +228,17 @@ static bool send_reply(int fd, struct reply *rp)
 	int64_t sent = 0;
 	int hlen;
 
-	hlen = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %" PRId64 "\r\n%s%s\r\n",
-			rp->status, rp->declared >= 0 ? rp->declared : len, rp->headers,
-			rp->close_after ? "Connection: close\r\n" : "");
+	hlen =
+	    snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %" PRId64 "\r\n%s%s\r\n",
+		     rp->status, rp->declared >= 0 ? rp->declared : len, rp->headers,
+		     rp->close_after ? "Connection: close\r\n" : "");
 	if (!write_all(fd, head, (size_t)hlen))
 		return false;
 	if (!rp->pattern_len)
 		return write_all(fd, rp->body, (size_t)len) && !rp->close_after;
 	while (sent < len) {
-		size_t n = len - sent < (int64_t)sizeof(chunk) ? (size_t)(len - sent) : sizeof(chunk);
+		size_t n =
+		    len - sent < (int64_t)sizeof(chunk) ? (size_t)(len - sent) : sizeof(chunk);
 
 		if (rp->stall_after >= 0 && sent >= rp->stall_after) {
 			while (!g_stop && read_some(fd, chunk, 1) > 0) {
@@ -464,7 +466,8 @@ static uint64_t hash_pattern(int64_t from, int64_t len)
 	uint64_t h = FNV_INIT;
 
 	for (int64_t done = 0; done < len;) {
-		size_t n = len - done < (int64_t)sizeof(chunk) ? (size_t)(len - done) : sizeof(chunk);
+		size_t n =
+		    len - done < (int64_t)sizeof(chunk) ? (size_t)(len - done) : sizeof(chunk);
 
 		for (size_t i = 0; i < n; i++)
 			chunk[i] = pat(from + done + (int64_t)i);
@@ -509,37 +512,38 @@ static void test_fileinfo_parsing(void)
 	mode_t m;
 
 	CHECK(parse_list_text(
-		      "[{\"name\":\"a.txt\",\"path\":\"/home/a.txt\",\"size\":12,\"isDir\":false,"
-		      "\"mode\":\"-rw-r--r--\",\"permissions\":\"0640\",\"owner\":\"1000\","
-		      "\"group\":\"1001\",\"modTime\":\"2020-01-01 00:00:00 +0000 UTC\","
-		      "\"modifiedAt\":\"2026-06-23T15:33:38.123456789Z\"},"
-		      "{\"name\":\"src\",\"size\":4096,\"isDir\":true,\"mode\":\"drwxr-xr-x\","
-		      "\"permissions\":\"0755\",\"owner\":\"0\",\"group\":\"0\","
-		      "\"modTime\":\"2026-06-23 15:33:38.5 +0200 CEST m=+0.001\"},"
-		      "{\"name\":\"bare\"}]",
-		      &l, &err) == 0,
+		  "[{\"name\":\"a.txt\",\"path\":\"/home/a.txt\",\"size\":12,\"isDir\":false,"
+		  "\"mode\":\"-rw-r--r--\",\"permissions\":\"0640\",\"owner\":\"1000\","
+		  "\"group\":\"1001\",\"modTime\":\"2020-01-01 00:00:00 +0000 UTC\","
+		  "\"modifiedAt\":\"2026-06-23T15:33:38.123456789Z\"},"
+		  "{\"name\":\"src\",\"size\":4096,\"isDir\":true,\"mode\":\"drwxr-xr-x\","
+		  "\"permissions\":\"0755\",\"owner\":\"0\",\"group\":\"0\","
+		  "\"modTime\":\"2026-06-23 15:33:38.5 +0200 CEST m=+0.001\"},"
+		  "{\"name\":\"bare\"}]",
+		  &l, &err) == 0,
 	      "listing: %s", err.message);
 	CHECK(l.count == 3 && l.dropped == 0 && !l.truncated, "count %zu", l.count);
 	if (l.count == 3) {
 		CHECK(strcmp(l.items[0].name, "a.txt") == 0 &&
-			      strcmp(l.items[0].path, "/home/a.txt") == 0 && l.items[0].size == 12 &&
-			      !l.items[0].is_dir,
+			  strcmp(l.items[0].path, "/home/a.txt") == 0 && l.items[0].size == 12 &&
+			  !l.items[0].is_dir,
 		      "file fields");
 		CHECK(l.items[0].mode == (S_IFREG | 0640), "permissions win: %o", l.items[0].mode);
-		CHECK(strcmp(l.items[0].owner, "1000") == 0 && strcmp(l.items[0].group, "1001") == 0,
+		CHECK(strcmp(l.items[0].owner, "1000") == 0 &&
+			  strcmp(l.items[0].group, "1001") == 0,
 		      "owner/group");
 		CHECK(l.items[0].mtime.tv_sec == 1782228818 &&
-			      l.items[0].mtime.tv_nsec == 123456789,
+			  l.items[0].mtime.tv_nsec == 123456789,
 		      "modifiedAt first: %lld.%09ld", (long long)l.items[0].mtime.tv_sec,
 		      l.items[0].mtime.tv_nsec);
 		CHECK(l.items[1].is_dir && l.items[1].mode == (S_IFDIR | 0755), "dir mode %o",
 		      l.items[1].mode);
 		CHECK(l.items[1].mtime.tv_sec == 1782228818 - 7200 &&
-			      l.items[1].mtime.tv_nsec == 500000000,
+			  l.items[1].mtime.tv_nsec == 500000000,
 		      "modTime fallback with zone: %lld.%09ld", (long long)l.items[1].mtime.tv_sec,
 		      l.items[1].mtime.tv_nsec);
 		CHECK(l.items[2].mode == (S_IFREG | 0644) && l.items[2].mtime.tv_sec == 0 &&
-			      strcmp(l.items[2].path, "") == 0 && strcmp(l.items[2].owner, "") == 0,
+			  strcmp(l.items[2].path, "") == 0 && strcmp(l.items[2].owner, "") == 0,
 		      "bare entry defaults");
 	}
 	dt_file_list_clear(&l);
@@ -583,7 +587,7 @@ static void test_fileinfo_parsing(void)
 		CHECK(dt_file_list_parse(b.data, b.len, "list", &l, &err) == 0, "big: %s",
 		      err.message);
 		CHECK(l.count == DT_MAX_LISTING && l.truncated && l.count &&
-			      strcmp(l.items[l.count - 1].name, "f99999") == 0,
+			  strcmp(l.items[l.count - 1].name, "f99999") == 0,
 		      "capped listing: %zu", l.count);
 		dt_file_list_clear(&l);
 		/* A token bomb is refused before cJSON builds millions of nodes. */
@@ -610,16 +614,16 @@ static void test_fileinfo_parsing(void)
 	m = dt_file_mode(NULL, NULL, &dir);
 	CHECK(m == (S_IFDIR | 0755), "bare dir: %o", m);
 	CHECK(dt_parse_rfc3339("2026-06-23T15:33:38+02:00", &ts) == 0 &&
-		      ts.tv_sec == 1782228818 - 7200 && ts.tv_nsec == 0,
+		  ts.tv_sec == 1782228818 - 7200 && ts.tv_nsec == 0,
 	      "offset");
 	CHECK(dt_parse_rfc3339("1969-12-31T23:59:59.999999999999Z", &ts) == 0 && ts.tv_sec == -1 &&
-		      ts.tv_nsec == 999999999,
+		  ts.tv_nsec == 999999999,
 	      "before the epoch, digits past ns");
 	CHECK(dt_parse_rfc3339("2026-02-30T00:00:00Z", &ts) == -EINVAL, "no Feb 30");
 	CHECK(dt_parse_rfc3339("2026-06-23T15:33:38", &ts) == -EINVAL, "no zone");
 	CHECK(dt_parse_rfc3339("2026-06-23T15:33:38Zjunk", &ts) == -EINVAL, "trailing junk");
 	CHECK(dt_parse_go_time("0001-01-01 00:00:00 +0000 UTC", &ts) == 0 &&
-		      ts.tv_sec == -62135596800LL,
+		  ts.tv_sec == -62135596800LL,
 	      "Go zero time");
 }
 
@@ -659,16 +663,16 @@ static int count_parts(void *arg, const struct dt_multipart_part *p)
 #define CT "multipart/form-data; boundary=DAYTONA-FILE-BOUNDARY"
 
 static const char normal_body[] =
-	"--DAYTONA-FILE-BOUNDARY\r\n"
-	"Content-Disposition: form-data; name=\"file\"; filename=\"/a/b c\"; "
-	"filename*=utf-8''%2Fa%2Fb%20c\r\n"
-	"Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
-	"hello\r\n"
-	"--DAYTONA-FILE-BOUNDARY\r\n"
-	"Content-Disposition: form-data; name=\"error\"; filename=\"/nope\"\r\n"
-	"Content-Type: application/json\r\n\r\n"
-	"{\"statusCode\":404,\"code\":\"FILE_NOT_FOUND\",\"message\":\"no such file\"}\r\n"
-	"--DAYTONA-FILE-BOUNDARY--\r\n";
+    "--DAYTONA-FILE-BOUNDARY\r\n"
+    "Content-Disposition: form-data; name=\"file\"; filename=\"/a/b c\"; "
+    "filename*=utf-8''%2Fa%2Fb%20c\r\n"
+    "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+    "hello\r\n"
+    "--DAYTONA-FILE-BOUNDARY\r\n"
+    "Content-Disposition: form-data; name=\"error\"; filename=\"/nope\"\r\n"
+    "Content-Type: application/json\r\n\r\n"
+    "{\"statusCode\":404,\"code\":\"FILE_NOT_FOUND\",\"message\":\"no such file\"}\r\n"
+    "--DAYTONA-FILE-BOUNDARY--\r\n";
 
 static void test_multipart(void)
 {
@@ -679,29 +683,29 @@ static void test_multipart(void)
 	rc = dt_multipart_parse(CT, normal_body, sizeof(normal_body) - 1, collect, &c);
 	CHECK(rc == 0 && c.n == 2, "normal: rc %d, %d parts", rc, c.n);
 	CHECK(strcmp(c.name[0], "file") == 0 && strcmp(c.filename[0], "/a/b c") == 0 &&
-		      c.len[0] == 5 && memcmp(c.data[0], "hello", 5) == 0 && !c.truncated[0],
+		  c.len[0] == 5 && memcmp(c.data[0], "hello", 5) == 0 && !c.truncated[0],
 	      "file part: %s %s %zu", c.name[0], c.filename[0], c.len[0]);
 	CHECK(strcmp(c.name[1], "error") == 0 && strcmp(c.filename[1], "/nope") == 0 &&
-		      strstr(c.data[1], "FILE_NOT_FOUND"),
+		  strstr(c.data[1], "FILE_NOT_FOUND"),
 	      "error part: %s %s", c.name[1], c.data[1]);
 
 	/* The boundary from a quoted parameter, a preamble, and data that only looks like one. */
 	{
 		static const char body[] =
-			"preamble\r\n--b\"q\r\n"
-			"Content-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
-			"1\r\n--b\"qX not a delimiter\r\n--b\"\r\n"
-			"--b\"q--";
+		    "preamble\r\n--b\"q\r\n"
+		    "Content-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n"
+		    "1\r\n--b\"qX not a delimiter\r\n--b\"\r\n"
+		    "--b\"q--";
 		struct collected d = {0};
 
 		CHECK(dt_multipart_boundary("Multipart/Form-Data; charset=x; BOUNDARY=\"b\\\"q\"",
 					    boundary, sizeof(boundary)) == 0 &&
-			      strcmp(boundary, "b\"q") == 0,
+			  strcmp(boundary, "b\"q") == 0,
 		      "quoted boundary: %s", boundary);
 		rc = dt_multipart_parse("multipart/form-data; boundary=\"b\\\"q\"", body,
 					sizeof(body) - 1, collect, &d);
 		CHECK(rc == 0 && d.n == 1 && d.len[0] == 31 &&
-			      memcmp(d.data[0], "1\r\n--b\"qX not a delimiter\r\n--b\"", 31) == 0,
+			  memcmp(d.data[0], "1\r\n--b\"qX not a delimiter\r\n--b\"", 31) == 0,
 		      "look-alike delimiter: rc %d n %d len %zu", rc, d.n, d.len[0]);
 	}
 
@@ -729,19 +733,19 @@ static void test_multipart(void)
 	}
 	/* A missing close delimiter: the complete parts arrive, and the cut is reported. */
 	{
-		size_t cut = (size_t)(strstr(normal_body, "--DAYTONA-FILE-BOUNDARY--") - normal_body) +
-			     23;
+		size_t cut =
+		    (size_t)(strstr(normal_body, "--DAYTONA-FILE-BOUNDARY--") - normal_body) + 23;
 		struct collected d = {0};
 
 		rc = dt_multipart_parse(CT, normal_body, cut, collect, &d);
 		CHECK(rc == -EBADMSG && d.n == 2 && !d.truncated[0] && !d.truncated[1],
 		      "no close marker: rc %d n %d", rc, d.n);
 	}
-	/* Every cut of the body, through boundaries and headers: no crash, never a false success. */
+	/* Every cut of the body, through boundaries and headers: no crash, never a false success.
+	 */
 	for (size_t cut = 0; cut < sizeof(normal_body) - 1; cut++) {
-		size_t complete = (size_t)(strstr(normal_body, "--DAYTONA-FILE-BOUNDARY--") -
-					   normal_body) +
-				  25;
+		size_t complete =
+		    (size_t)(strstr(normal_body, "--DAYTONA-FILE-BOUNDARY--") - normal_body) + 25;
 
 		parts = 0;
 		rc = dt_multipart_parse(CT, normal_body, cut, count_parts, &parts);
@@ -759,16 +763,16 @@ static void test_multipart(void)
 	CHECK(dt_multipart_parse("multipart/form-data", "x", 1, count_parts, &parts) == -EINVAL,
 	      "no boundary");
 	CHECK(dt_multipart_parse("multipart/form-data; boundary=", "x", 1, count_parts, &parts) ==
-		      -EINVAL,
+		  -EINVAL,
 	      "empty boundary");
 	CHECK(dt_multipart_parse(CT, "no delimiter at all", 19, count_parts, &parts) == -EBADMSG,
 	      "no delimiter");
 	CHECK(dt_multipart_parse(CT, "--DAYTONA-FILE-BOUNDARY\r\nno end of headers", 42,
 				 count_parts, &parts) == -EBADMSG &&
-		      parts == 0,
+		  parts == 0,
 	      "headers never end");
 	CHECK(dt_multipart_parse(CT, "--DAYTONA-FILE-BOUNDARYjunk", 27, count_parts, &parts) ==
-		      -EBADMSG,
+		  -EBADMSG,
 	      "junk after the first delimiter");
 	{
 		unsigned char noise[4096];
@@ -795,16 +799,16 @@ static void test_multipart(void)
 	/* A filename* with a NUL or another charset is ignored for the plain filename. */
 	{
 		static const char body[] =
-			"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"plain\"; "
-			"filename*=utf-8''a%00b\r\n\r\nx\r\n--B\r\n"
-			"Content-Disposition: form-data; name=\"file\"; filename*=latin1''zz\r\n\r\n"
-			"y\r\n--B--";
+		    "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"plain\"; "
+		    "filename*=utf-8''a%00b\r\n\r\nx\r\n--B\r\n"
+		    "Content-Disposition: form-data; name=\"file\"; filename*=latin1''zz\r\n\r\n"
+		    "y\r\n--B--";
 		struct collected d = {0};
 
 		rc = dt_multipart_parse("multipart/form-data; boundary=B", body, sizeof(body) - 1,
 					collect, &d);
 		CHECK(rc == 0 && d.n == 2 && strcmp(d.filename[0], "plain") == 0 &&
-			      strcmp(d.filename[1], "(none)") == 0,
+			  strcmp(d.filename[1], "(none)") == 0,
 		      "filename*: %s %s", d.filename[0], d.filename[1]);
 	}
 }
@@ -863,19 +867,19 @@ static void test_toolbox_and_listing(void)
 	      "list request: %s", line);
 	last_request(&rq);
 	CHECK(strcasestr(rq.headers, "\r\nAuthorization: Bearer test-key-123\r\n") &&
-		      strcasestr(rq.headers, "\r\nX-Daytona-SDK-Version: 0.218.0\r\n"),
+		  strcasestr(rq.headers, "\r\nX-Daytona-SDK-Version: 0.218.0\r\n"),
 	      "toolbox headers: %s", rq.headers);
 	CHECK(l.count == 2 && l.dropped == 1 && strcmp(l.items[1].name, "d") == 0 &&
-		      l.items[1].mode == (S_IFDIR | 0700),
+		  l.items[1].mode == (S_IFDIR | 0700),
 	      "listing parsed: %zu", l.count);
 	dt_file_list_clear(&l);
 
 	CHECK(dt_fs_info(tb, "/a b", &fi, &err) == 0 && fi.size == 3 &&
-		      fi.mode == (S_IFREG | 0600) && fi.mtime.tv_nsec == 500000000,
+		  fi.mode == (S_IFREG | 0600) && fi.mtime.tv_nsec == 500000000,
 	      "info: %s", err.message);
 	dt_file_info_clear(&fi);
 	CHECK(dt_fs_info(tb, "/missing", &fi, &err) == -ENOENT && err.http_status == 404 &&
-		      strcmp(err.message, "stat /missing: file not found") == 0,
+		  strcmp(err.message, "stat /missing: file not found") == 0,
 	      "info 404: %d %s", err.err, err.message);
 	CHECK(dt_fs_list(tb, "", &l, &err) == -EINVAL, "empty path");
 
@@ -983,12 +987,12 @@ static void test_file_ops(void)
 	      "move request: %s", line);
 	last_request(&rq);
 	CHECK(strcasestr(rq.headers, "\r\nContent-Length: 0\r\n") &&
-		      !strcasestr(rq.headers, "Content-Type"),
+		  !strcasestr(rq.headers, "Content-Type"),
 	      "an empty POST: %s", rq.headers);
 	CHECK(dt_fs_set_permissions(tb, "/a", 0640, "1000", NULL, &err) == 0, "chmod");
 	line_of(4, line, sizeof(line));
 	CHECK(strcmp(line, "POST /toolbox/sb1/files/permissions?path=%2Fa&mode=0640&owner=1000") ==
-		      0,
+		  0,
 	      "permissions request: %s", line);
 
 	CHECK(dt_fs_move(tb, "/a", "/exists", &err) == -EEXIST, "409: %d", err.err);
@@ -996,20 +1000,20 @@ static void test_file_ops(void)
 	CHECK(dt_fs_mkdir(tb, "/ro/x", 0700, &err) == -EACCES, "403: %d", err.err);
 	CHECK(dt_fs_delete(tb, "/gone", false, &err) == -ENOENT, "404: %d", err.err);
 
-	CHECK(dt_fs_find(tb, "/a", "int", &ml, &err) == 0 && ml.count == 1 && ml.items[0].line == 3 &&
-		      strcmp(ml.items[0].content, "int x;") == 0,
+	CHECK(dt_fs_find(tb, "/a", "int", &ml, &err) == 0 && ml.count == 1 &&
+		  ml.items[0].line == 3 && strcmp(ml.items[0].content, "int x;") == 0,
 	      "find: %s", err.message);
 	dt_fs_match_list_clear(&ml);
 	CHECK(dt_fs_search(tb, "/", "*.c", &sl, &err) == 0 && sl.count == 2 &&
-		      strcmp(sl.items[1], "/b/y.c") == 0,
+		  strcmp(sl.items[1], "/b/y.c") == 0,
 	      "search: %s", err.message);
 	line_of(10, line, sizeof(line));
 	CHECK(strcmp(line, "GET /toolbox/sb1/files/search?path=%2F&pattern=%2A.c") == 0,
 	      "search request: %s", line);
 	dt_string_list_clear(&sl);
 	CHECK(dt_fs_replace(tb, files, 2, "x", "y", &rl, &err) == 0 && rl.count == 2 &&
-		      rl.items[0].success && !rl.items[1].success &&
-		      strcmp(rl.items[1].error, "denied") == 0,
+		  rl.items[0].success && !rl.items[1].success &&
+		  strcmp(rl.items[1].error, "denied") == 0,
 	      "replace: %s", err.message);
 	last_request(&rq);
 	CHECK(strcmp((char *)rq.body, "{\"files\":[\"/a/x.c\",\"/b\"],\"pattern\":\"x\","
@@ -1085,17 +1089,17 @@ static void test_ranges(void)
 	CHECK(strcasestr(rq.headers, "\r\nRange: bytes=1000-1099\r\n") != NULL, "Range header: %s",
 	      rq.headers);
 	CHECK(res.status == DT_RANGE_PARTIAL && res.bytes == 100 && res.file_size == MIB &&
-		      matches_pattern(buf, 100, 1000),
+		  matches_pattern(buf, 100, 1000),
 	      "206 result: %d %" PRId64 " %" PRId64, res.status, res.bytes, res.file_size);
 
 	/* The last bytes: a short 206. */
 	CHECK(dt_fs_read_range(tb, "/f", MIB - 10, sizeof(buf), buf, &res, &err) == 0 &&
-		      res.status == DT_RANGE_PARTIAL && res.bytes == 10 &&
-		      matches_pattern(buf, 10, MIB - 10),
+		  res.status == DT_RANGE_PARTIAL && res.bytes == 10 &&
+		  matches_pattern(buf, 10, MIB - 10),
 	      "short 206: %" PRId64, res.bytes);
 	/* Past the end: 416 is EOF. */
 	CHECK(dt_fs_read_range(tb, "/f", MIB, 100, buf, &res, &err) == 0 &&
-		      res.status == DT_RANGE_EOF && res.bytes == 0 && res.file_size == MIB,
+		  res.status == DT_RANGE_EOF && res.bytes == 0 && res.file_size == MIB,
 	      "416: %d %s", res.status, err.message);
 	CHECK(dt_fs_read_range(tb, "/f", -1, 100, buf, &res, &err) == -EINVAL, "negative offset");
 
@@ -1104,14 +1108,14 @@ static void test_ranges(void)
 	CHECK(dt_fs_read_range(tb, "/f", 300000, 4096, buf, &res, &err) == 0, "200: %s",
 	      err.message);
 	CHECK(res.status == DT_RANGE_WHOLE && res.bytes == 4096 && res.file_size == MIB &&
-		      matches_pattern(buf, 4096, 300000),
+		  matches_pattern(buf, 4096, 300000),
 	      "200 slice: %d %" PRId64, res.status, res.bytes);
 
 	/* Into an fd: a sparse mirror at the file's own offsets. */
 	g_range_mode = RANGE_HONOURED;
 	fd = temp_file(path, sizeof(path));
 	CHECK(dt_fs_download_range_fd(tb, "/f", 500000, 70000, fd, &res, &err) == 0 &&
-		      res.status == DT_RANGE_PARTIAL && res.bytes == 70000,
+		  res.status == DT_RANGE_PARTIAL && res.bytes == 70000,
 	      "206 into fd: %s", err.message);
 	CHECK(fstat(fd, &st) == 0 && st.st_size == 570000, "mirror size %lld",
 	      (long long)st.st_size);
@@ -1124,20 +1128,21 @@ static void test_ranges(void)
 	}
 	g_range_mode = RANGE_IGNORED;
 	CHECK(dt_fs_download_range_fd(tb, "/f", 500000, 70000, fd, &res, &err) == 0 &&
-		      res.status == DT_RANGE_WHOLE && res.bytes == MIB,
+		  res.status == DT_RANGE_WHOLE && res.bytes == MIB,
 	      "200 into fd: %d %" PRId64, res.status, res.bytes);
 	{
 		int64_t len;
 		uint64_t h = hash_fd(fd, &len);
 
-		CHECK(len == MIB && h == hash_pattern(0, MIB), "whole file mirrored: %" PRId64, len);
+		CHECK(len == MIB && h == hash_pattern(0, MIB), "whole file mirrored: %" PRId64,
+		      len);
 	}
 	close(fd);
 	unlink(path);
 
 	g_range_mode = RANGE_WRONG_START;
 	CHECK(dt_fs_read_range(tb, "/f", 1000, 100, buf, &res, &err) == -EIO &&
-		      strstr(err.message, "another range"),
+		  strstr(err.message, "another range"),
 	      "a 206 for another range: %d %s", err.err, err.message);
 
 	/* An error answer never reaches the fd. */
@@ -1187,7 +1192,8 @@ static void test_big_download(void)
 		/* Nobody reads while the download runs: the pipe must hold it all. */
 		CHECK(fcntl(pipefd[1], F_SETPIPE_SZ, 256 * 1024) >= 200000, "pipe size");
 
-		CHECK(dt_fs_download_fd(tb, "/small", pipefd[1], &size, &err) == 0 && size == 100000,
+		CHECK(dt_fs_download_fd(tb, "/small", pipefd[1], &size, &err) == 0 &&
+			  size == 100000,
 		      "pipe: %s", err.message);
 		close(pipefd[1]);
 		while ((n = read(pipefd[0], got + total, 200000 - (size_t)total)) > 0)
@@ -1277,7 +1283,8 @@ static bool refuse_v2(const struct req *rq, struct reply *rp)
 static void a_upload(const struct req *rq, struct reply *rp, int nth)
 {
 	if (strstr(rq->target, "/files/upload-v2"))
-		snprintf(rp->body, sizeof(rp->body), "{\"name\":\"x\",\"path\":\"/x\",\"type\":\"file\"}");
+		snprintf(rp->body, sizeof(rp->body),
+			 "{\"name\":\"x\",\"path\":\"/x\",\"type\":\"file\"}");
 	else if (memmem(rq->body, rq->body_kept, "/denied/", 8)) {
 		rp->status = 400;
 		snprintf(rp->body, sizeof(rp->body),
@@ -1293,7 +1300,8 @@ static int fill_pattern_file(int64_t size, char *path, size_t path_size)
 	int fd = temp_file(path, path_size);
 
 	for (int64_t done = 0; done < size;) {
-		size_t n = size - done < (int64_t)sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
+		size_t n =
+		    size - done < (int64_t)sizeof(chunk) ? (size_t)(size - done) : sizeof(chunk);
 
 		for (size_t i = 0; i < n; i++)
 			chunk[i] = pat(done + (int64_t)i);
@@ -1329,10 +1337,10 @@ static void test_uploads(void)
 	CHECK(strcmp(line, "POST /toolbox/sb1/files/upload-v2?path=%2Ftmp%2Fbig.bin") == 0,
 	      "upload request: %s", line);
 	CHECK(rq.content_length == big && rq.body_total == big &&
-		      rq.body_hash == hash_pattern(0, big),
+		  rq.body_hash == hash_pattern(0, big),
 	      "the peer got %" PRId64 " of %" PRId64 " bytes", rq.body_total, big);
 	CHECK(strcasestr(rq.headers, "\r\nContent-Type: application/octet-stream\r\n") &&
-		      strcasestr(rq.headers, "\r\nExpect: 100-continue\r\n"),
+		  strcasestr(rq.headers, "\r\nExpect: 100-continue\r\n"),
 	      "upload headers: %s", rq.headers);
 	CHECK(rq.body_reads > 20, "the body came in %d reads", rq.body_reads);
 	CHECK(peak - rss < 8 * 1024, "memory grew by %ld KiB for a 20 MiB upload", peak - rss);
@@ -1345,11 +1353,10 @@ static void test_uploads(void)
 	CHECK(rq.body_total == 1000 && rq.body_hash == hash_pattern(0, 1000), "first 1000 bytes");
 	/* A size larger than the file: it "shrank", EIO, nothing claimed done. */
 	CHECK(dt_fs_upload_fd(tb, "/tmp/more", fd, big + 10, &err) == -EIO &&
-		      strstr(err.message, "shrank"),
+		  strstr(err.message, "shrank"),
 	      "short file: %d %s", err.err, err.message);
 	/* An empty file. */
-	CHECK(dt_fs_upload_fd(tb, "/tmp/empty", fd, 0, &err) == 0, "empty upload: %s",
-	      err.message);
+	CHECK(dt_fs_upload_fd(tb, "/tmp/empty", fd, 0, &err) == 0, "empty upload: %s", err.message);
 	last_request(&rq);
 	CHECK(rq.content_length == 0 && rq.body_total == 0, "empty body");
 	dt_toolbox_free(tb);
@@ -1364,37 +1371,38 @@ static void test_uploads(void)
 
 		line_of(0, l0, sizeof(l0));
 		line_of(1, l1, sizeof(l1));
-		CHECK(strcmp(l0, "POST /toolbox/sb1/files/upload-v2?path=%2Fw%2Fdir%2Fx.bin") == 0 &&
-			      strcmp(l1, "POST /toolbox/sb1/files/bulk-upload") == 0,
+		CHECK(strcmp(l0, "POST /toolbox/sb1/files/upload-v2?path=%2Fw%2Fdir%2Fx.bin") ==
+			      0 &&
+			  strcmp(l1, "POST /toolbox/sb1/files/bulk-upload") == 0,
 		      "fallback requests: %s, %s", l0, l1);
 	}
 	last_request(&rq);
 	{
 		const char *b = (const char *)rq.body;
 		const char *ppath = memmem(b, rq.body_kept, "name=\"files[0].path\"", 20);
-		const char *pfile = memmem(b, rq.body_kept, "name=\"files[0].file\"; filename=\"x.bin\"",
-					   38);
-		const char *data = pfile ? memmem(pfile, rq.body_kept - (size_t)(pfile - b),
-						  "\r\n\r\n", 4)
-					 : NULL;
+		const char *pfile =
+		    memmem(b, rq.body_kept, "name=\"files[0].file\"; filename=\"x.bin\"", 38);
+		const char *data =
+		    pfile ? memmem(pfile, rq.body_kept - (size_t)(pfile - b), "\r\n\r\n", 4) : NULL;
 
 		CHECK(rq.content_length > 300000 &&
-			      strcasestr(rq.headers, "Content-Type: multipart/form-data; boundary="),
+			  strcasestr(rq.headers, "Content-Type: multipart/form-data; boundary="),
 		      "multipart with a length: %s", rq.headers);
 		CHECK(ppath && pfile && ppath < pfile, "path part before file part");
 		CHECK(ppath && memmem(ppath, 200, "\r\n\r\n/w/dir/x.bin\r\n", 18),
 		      "path part value");
 		CHECK(data && (size_t)(data + 4 - b) + 300000 <= rq.body_kept &&
-			      matches_pattern((const unsigned char *)data + 4, 300000, 0),
+			  matches_pattern((const unsigned char *)data + 4, 300000, 0),
 		      "file bytes in the part");
 	}
 	CHECK(dt_toolbox_upload_mode(tb) == -1, "bulk-upload remembered");
 	scenario(refuse_v2, a_upload);
-	CHECK(dt_fs_upload_fd(tb, "/w/y", fd, 10, &err) == 0 && g_requests == 1, "straight to bulk");
+	CHECK(dt_fs_upload_fd(tb, "/w/y", fd, 10, &err) == 0 && g_requests == 1,
+	      "straight to bulk");
 	line_of(0, line, sizeof(line));
 	CHECK(strcmp(line, "POST /toolbox/sb1/files/bulk-upload") == 0, "no more v2: %s", line);
 	CHECK(dt_fs_upload_fd(tb, "/denied/x", fd, 10, &err) == -EINVAL &&
-		      strcmp(err.message, "upload /denied/x: permission denied") == 0,
+		  strcmp(err.message, "upload /denied/x: permission denied") == 0,
 	      "bulk-upload error: %s", err.message);
 	dt_toolbox_free(tb);
 
@@ -1416,16 +1424,16 @@ static void test_uploads(void)
 static void a_bulk(const struct req *rq, struct reply *rp, int nth)
 {
 	static const char body[] =
-		"--DAYTONA-FILE-BOUNDARY\r\n"
-		"Content-Disposition: form-data; name=\"file\"; filename=\"/a\"\r\n"
-		"Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nAAA\r\n"
-		"--DAYTONA-FILE-BOUNDARY\r\n"
-		"Content-Disposition: form-data; name=\"error\"; filename=\"/missing\"\r\n"
-		"Content-Type: application/json\r\n\r\n"
-		"{\"statusCode\":404,\"code\":\"FILE_NOT_FOUND\",\"message\":\"not found\"}\r\n"
-		"--DAYTONA-FILE-BOUNDARY\r\n"
-		"Content-Disposition: form-data; name=\"file\"; filename=\"/cut\"\r\n"
-		"Content-Length: 100\r\n\r\npartial";
+	    "--DAYTONA-FILE-BOUNDARY\r\n"
+	    "Content-Disposition: form-data; name=\"file\"; filename=\"/a\"\r\n"
+	    "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nAAA\r\n"
+	    "--DAYTONA-FILE-BOUNDARY\r\n"
+	    "Content-Disposition: form-data; name=\"error\"; filename=\"/missing\"\r\n"
+	    "Content-Type: application/json\r\n\r\n"
+	    "{\"statusCode\":404,\"code\":\"FILE_NOT_FOUND\",\"message\":\"not found\"}\r\n"
+	    "--DAYTONA-FILE-BOUNDARY\r\n"
+	    "Content-Disposition: form-data; name=\"file\"; filename=\"/cut\"\r\n"
+	    "Content-Length: 100\r\n\r\npartial";
 
 	snprintf(rp->headers, sizeof(rp->headers),
 		 "Content-Type: multipart/form-data; boundary=DAYTONA-FILE-BOUNDARY\r\n");
