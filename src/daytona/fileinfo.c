@@ -415,6 +415,10 @@ int dt_file_list_parse(char *text, size_t len, const char *what, struct dt_file_
 	rc = parse_hostile(text, len, what, &root, &nul_seen, err);
 	if (rc)
 		return rc;
+	if (cJSON_IsNull(root)) { /* Go encodes an empty (nil) slice as null */
+		cJSON_Delete(root);
+		return 0;
+	}
 	if (!cJSON_IsArray(root)) {
 		cJSON_Delete(root);
 		return dt_error_set(err, EIO, 0, what, "the answer is not a list of files");

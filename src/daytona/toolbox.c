@@ -412,6 +412,9 @@ static int bounded_array(const cJSON *list, const char *what, size_t *n, struct 
 {
 	int size;
 
+	*n = 0;
+	if (cJSON_IsNull(list)) /* Go encodes an empty (nil) slice as null */
+		return 0;
 	if (!cJSON_IsArray(list))
 		return dt_error_set(err, EIO, 0, what, "the answer is not a list");
 	size = cJSON_GetArraySize(list);

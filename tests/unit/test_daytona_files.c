@@ -567,6 +567,7 @@ static void test_fileinfo_parsing(void)
 	}
 	dt_file_list_clear(&l);
 
+	CHECK(parse_list_text("null", &l, &err) == 0 && l.count == 0, "Go's empty slice");
 	CHECK(parse_list_text("{\"name\":\"x\"}", &l, &err) == -EIO, "object, not a list");
 	CHECK(parse_list_text("[{\"name\":\"x\"", &l, &err) == -EIO, "cut JSON");
 	{
