@@ -3,7 +3,7 @@
  * threads. It checks the Bearer token, splits the path and hands the
  * request to the module that owns the route (api_sandbox.c for
  * /api/sandbox, api_resources.c for /api/volumes and /api/snapshots).
- * The toolbox under /toolbox answers only its info endpoints for now.
+ * The toolbox under /toolbox belongs to toolbox.c.
  */
 #define QUAVERD_API_INTERNAL
 #include "api.h"
@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "toolbox.h"
 #include "util.h"
 
 struct api {
@@ -174,41 +175,6 @@ static bool split_path(struct api_call *c, const char *rest, char *scratch, size
 	return true;
 }
 
-static void toolbox_route(struct api_call *c)
-{
-	char root[4096];
-	struct store_err err = {{0}};
-	const char *what;
-	cJSON *o;
-	int rc;
-
-	if (c->nsegs != 2 || !api_method(c, "GET")) {
-		api_no_route(c);
-		return;
-	}
-	what = c->segs[1];
-	if (strcmp(what, "version") && strcmp(what, "user-home-dir") && strcmp(what, "work-dir")) {
-		api_no_route(c);
-		return;
-	}
-	store_touch(c->store, c->segs[0]);
-	rc = store_sandbox_root(c->store, c->segs[0], root, sizeof(root), &err);
-	if (rc == -EINVAL) {
-		api_reply_error(c, 409, "Sandbox %s is not started: %s", c->segs[0], err.msg);
-		return;
-	}
-	if (rc < 0) {
-		api_store_error(c, rc, &err);
-		return;
-	}
-	o = cJSON_CreateObject();
-	if (!strcmp(what, "version"))
-		cJSON_AddStringToObject(o, "version", QUAVER_VERSION);
-	else
-		cJSON_AddStringToObject(o, "dir", "/home/daytona");
-	http_reply_json(c->resp, 200, o);
-}
-
 static void api_handle(void *ctx, const struct http_request *req, struct http_response *resp)
 {
 	struct api *api = ctx;
@@ -244,11 +210,7 @@ static void api_handle(void *ctx, const struct http_request *req, struct http_re
 		return;
 	}
 	if (!strncmp(path, "/toolbox/", 9)) {
-		if (!split_path(&c, path + 8, scratch, sizeof(scratch)) || c.nsegs == 0) {
-			api_no_route(&c);
-			return;
-		}
-		toolbox_route(&c);
+		toolbox_handle(api->store, req, resp, path + 9);
 		return;
 	}
 	api_no_route(&c);
@@ -259,9 +221,9 @@ static void api_body_policy(void *ctx, const char *method, const char *path,
 {
 	struct api *api = ctx;
 
-	(void)method;
-	(void)path;
-	/* JSON bodies only, for now also under /toolbox: small, kept in memory. */
+	/* Uploads under /toolbox are large and spooled; everything else is small JSON. */
+	if (toolbox_body_policy(method, path, policy))
+		return;
 	policy->max_bytes = api->max_json_body;
 	policy->spool_over = api->max_json_body;
 }

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "view.h"
 
 bool path_exists(const char *path)
 {
@@ -137,7 +138,8 @@ int tree_skeleton(const char *root)
 	/* mkdir applies the umask; /tmp must be world-writable and sticky. */
 	if (chmod(path, 01777) < 0)
 		return -errno;
-	return 0;
+	/* The rest of a Debian-like tree, an etc/ and mount points (view.c). */
+	return view_seed_root(root);
 }
 
 int tree_mkdir_beneath(const char *base, const char *rel)
@@ -205,6 +207,14 @@ int tree_remove(struct store *st, const char *path)
 			fsync_dir(parent);
 		}
 		rc = rm_rf(trash);
+		/*
+		 * ENOTEMPTY: a tar orphaned by a SIGKILLed quaverd may still be
+		 * writing into it (run_argv children outlive us); it ends soon.
+		 */
+		for (int i = 0; rc == -ENOTEMPTY && i < 20; i++) {
+			usleep(100 * 1000);
+			rc = rm_rf(trash);
+		}
 		if (rc < 0)
 			log_warn("removing %s: %s (left in the trash until the next start)", trash,
 				 strerror(-rc));
