@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import stat
+import subprocess
 import threading
 import time
 
@@ -496,6 +497,39 @@ def test_volume_at_its_mount_path_with_subpath(shared_quaverd):
     assert (data / "users/alice/moved.txt").read_bytes() == b"root side"
     assert_daemon_error(tb.call("DELETE", "files", {"path": "/home/daytona/vol",
                                                     "recursive": "true"}), 409)
+
+
+def test_volume_on_another_filesystem(make_quaverd, tmp_path):
+    """A volume whose data lives on another filesystem (a tmpfs here): spooled
+    uploads are copied instead of renamed, and moves copy then delete."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a tmpfs needs root", pytrace=False)
+    q = make_quaverd()
+    vol = create_volume(q)
+    data = q.state_dir / "volumes" / vol["id"] / "data"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "quaverd-test", str(data)],
+                   check=True)
+    try:
+        tb = sandbox_toolbox(q, volumes=[{"volumeId": vol["id"], "mountPath": "/mnt/vol"}])
+        blob = b"".join(pattern_chunks(3 << 20, seed=b"xdev"))
+        tb.upload("/mnt/vol/big.bin", blob)  # spooled (> 1 MiB), then copied across
+        assert (data / "big.bin").read_bytes() == blob
+        tb.upload("/home/daytona/tree/sub/f.txt", b"file")
+        os.symlink("sub/f.txt", tb.root / "home/daytona/tree/link")
+        tb.ok("POST", "files/permissions", {"path": "/home/daytona/tree/sub/f.txt", "mode": "0640"})
+        tb.ok("POST", "files/move", {"source": "/home/daytona/tree", "destination": "/mnt/vol/tree"})
+        assert "tree" not in tb.ls("/home/daytona")
+        assert (data / "tree/sub/f.txt").read_bytes() == b"file"
+        assert os.readlink(data / "tree/link") == "sub/f.txt"
+        assert tb.info("/mnt/vol/tree/sub/f.txt")["permissions"] == "0640"
+        assert tb.download("/mnt/vol/tree/link").raw == b"file"
+        tb.ok("POST", "files/move", {"source": "/mnt/vol/big.bin", "destination": "/workspace/b"})
+        assert tb.download("/workspace/b").raw == blob and not (data / "big.bin").exists()
+        r = tb.call("POST", "files/move", {"source": "/mnt/vol/tree", "destination": "/workspace/b"})
+        assert_daemon_error(r, 409)
+        q.ok("DELETE", f"/sandbox/{tb.id}")
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
 
 
 # ---- large files, memory, atomicity ------------------------------------------------------

@@ -26,7 +26,8 @@
 #define LIST_MAX_DEPTH 64
 /* Bulk-download responses larger than this are built in an unnamed temp file. */
 #define BULK_MEM_MAX (8u << 20)
-#define TREE_MAX_DEPTH 4096
+/* Deeper trees are refused (each level holds a directory fd while it is walked). */
+#define TREE_MAX_DEPTH 256
 
 static int resolve(struct tb_call *c, const char *path, int flags, struct view_node *n)
 {
@@ -843,13 +844,18 @@ static int copy_tree(int sdir, const char *sname, int ddir, const char *dname, i
 	if (fstatat(sdir, sname, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (S_ISLNK(st.st_mode)) {
-		char target[PATH_MAX];
-		ssize_t n = readlinkat(sdir, sname, target, sizeof(target) - 1);
+		/* On the heap: this function recurses, PATH_MAX per level adds up. */
+		char *target = malloc(PATH_MAX);
+		ssize_t n = target ? readlinkat(sdir, sname, target, PATH_MAX - 1) : -1;
 
-		if (n < 0)
-			return -errno;
-		target[n] = '\0';
-		return symlinkat(target, ddir, dname) < 0 ? -errno : 0;
+		rc = !target ? -ENOMEM : n < 0 ? -errno : 0;
+		if (rc == 0) {
+			target[n] = '\0';
+			if (symlinkat(target, ddir, dname) < 0)
+				rc = -errno;
+		}
+		free(target);
+		return rc;
 	}
 	if (S_ISREG(st.st_mode)) {
 		in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
