@@ -90,6 +90,8 @@ struct http_handler_ops {
 	void (*handle)(void *ctx, const struct http_request *req, struct http_response *resp);
 };
 
+struct ws_ops;
+
 struct http_server_config {
 	const char *listen_addr; /* "127.0.0.1" */
 	int port;                /* 0: ephemeral */
@@ -97,6 +99,9 @@ struct http_server_config {
 	const char *spool_dir;   /* where large bodies are spooled */
 	const struct http_handler_ops *ops;
 	void *ctx;
+	/* websocket upgrades (ws.h); NULL: every upgrade is refused */
+	const struct ws_ops *ws_ops;
+	void *ws_ctx;
 };
 
 struct http_server;

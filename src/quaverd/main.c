@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "store.h"
@@ -397,6 +398,7 @@ int main(int argc, char **argv)
 	struct store *store;
 	struct options o;
 	struct api *api;
+	struct events *events;
 	sigset_t stop_signals;
 	int lock_fd, rc, sig;
 
@@ -444,6 +446,9 @@ int main(int argc, char **argv)
 	api = api_new(store, &api_cfg);
 	if (!api)
 		die("cannot set up the API: out of memory");
+	events = events_new(store, token);
+	if (!events)
+		die("cannot set up the websocket routes: out of memory");
 
 	http_cfg = (struct http_server_config){
 	    .listen_addr = o.listen_addr,
@@ -452,12 +457,15 @@ int main(int argc, char **argv)
 	    .spool_dir = spool_dir,
 	    .ops = api_http_ops(),
 	    .ctx = api,
+	    .ws_ops = events_ws_ops(),
+	    .ws_ctx = events,
 	};
 	server = http_server_start(&http_cfg, &rc);
 	if (!server)
 		die("cannot listen on %s port %d: %s", o.listen_addr, o.port, strerror(-rc));
 	public_base(o.listen_addr, http_server_port(server), base, sizeof(base));
 	api_set_public_base(api, base);
+	events_set_public_base(events, base);
 
 	snprintf(text, sizeof(text), "%d\n", http_server_port(server));
 	write_small_file(o.state_dir, "port", text);
@@ -471,9 +479,11 @@ int main(int argc, char **argv)
 	} while (rc == EINTR);
 	log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
+	events_stop(events);
 	http_server_stop(server);
 	api_free(api);
 	store_close(store);
+	events_free(events);
 	log_info("stopped");
 	log_close();
 	close(lock_fd);

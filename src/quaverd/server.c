@@ -24,6 +24,11 @@
  * A request holds an lws header table until its response is out, so at
  * most MAX_HEADER_TABLES requests are in progress at once (more wait for a
  * table). A handler may take as long as it needs (tested with 7 minutes).
+ *
+ * Websockets. An upgrade never becomes a job: LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
+ * builds an http_request and asks cfg->ws_ops to route it (refusals are
+ * answered as HTTP errors), the accepted connection becomes a ws_conn (ws.c)
+ * attached to the session data, and lws's websocket callbacks go to ws.c.
  */
 #include "http.h"
 
@@ -46,6 +51,8 @@
 #include <libwebsockets.h>
 
 #include "http_internal.h"
+#define QUAVERD_WS_INTERNAL
+#include "ws.h"
 #include "log.h"
 #include "util.h"
 
@@ -108,9 +115,10 @@ struct job {
 	uint64_t sent;
 };
 
-/* lws per-session data: the job of the transaction in progress. */
+/* lws per-session data: the job of the transaction in progress, or the websocket. */
 struct conn {
 	struct job *job;
+	struct ws_conn *ws;
 };
 
 struct http_server {
@@ -137,28 +145,15 @@ struct http_server {
 	bool stop_workers;
 
 	unsigned char iobuf[LWS_PRE + WRITE_CHUNK]; /* service thread only */
-};
 
-/*
- * Websocket upgrades: the place where the pty and session-log websockets
- * (a later issue) will be routed. lws performs the upgrade handshake itself
- * before LWS_CALLBACK_HTTP would run, then calls
- * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION on protocols[0], which looks the
- * path up here. A route will add its accept function and take over the wsi
- * (LWS_CALLBACK_ESTABLISHED, RECEIVE, SERVER_WRITEABLE, CLOSED), handing
- * blocking work to the same worker pool. Note for that issue: lws refuses an
- * upgrade whose Sec-WebSocket-Protocol names no lws protocol, so the Daytona
- * subprotocols (X-Daytona-Pty-Exit-Control...) need protocols of those names.
- * Until then there is no route and every upgrade is refused (closed).
- */
-struct ws_route {
-	const char *path_prefix; /* "/toolbox/" */
-	const char *path_suffix; /* "/process/pty/create-connect" */
-	int (*accept)(void *ctx, struct lws *wsi, const char *path);
-};
-
-static const struct ws_route ws_routes[] = {
-    {NULL, NULL, NULL}, /* end */
+	/* websockets (service thread only, but for the hub) */
+	const struct ws_ops *ws_ops;
+	void *ws_ctx;
+	struct ws_hub *hub;
+	struct lws *pending_wsi;     /* accepted in CONFIRM_UPGRADE, not yet established */
+	struct ws_conn *pending;
+	char ws_protocol_name[64];   /* the name of protocols[1], set per upgrade */
+	struct lws_protocols protocols[3];
 };
 
 /* Custom (non-lws-token) request headers we copy into http_request. */
@@ -1062,21 +1057,144 @@ static int on_writeable(struct http_server *srv, struct lws *wsi, struct conn *c
 /* ------------------------------------------------------------------------- */
 /* The lws protocol callback                                                 */
 
-static int route_websocket(struct http_server *srv, struct lws *wsi)
+/* ------------------------------------------------------------------------- */
+/* Websocket upgrades                                                         */
+
+/* Answers a refused upgrade with an ordinary HTTP error; the client then closes. */
+static void refuse_upgrade(struct lws *wsi, const struct http_request *req, int status,
+			   const char *msg)
 {
-	char path[1024];
+	struct http_response resp;
+	struct buf out = BUF_INIT;
 
-	if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
-		return 1;
-	for (const struct ws_route *r = ws_routes; r->accept; r++) {
-		size_t len = strlen(path), suffix = strlen(r->path_suffix);
-
-		if (strncmp(path, r->path_prefix, strlen(r->path_prefix)) == 0 && len >= suffix &&
-		    strcmp(path + len - suffix, r->path_suffix) == 0)
-			return r->accept(srv->ctx, wsi, path) ? 1 : 0;
+	http_response_init(&resp);
+	http_reply_error(&resp, req, status, "%s", msg[0] ? msg : "The upgrade was refused.");
+	if (buf_reserve(&out, LWS_PRE + 256 + resp.body.len) == 0) {
+		out.len = LWS_PRE;
+		if (buf_printf(&out,
+			       "HTTP/1.1 %d %s\r\nServer: quaverd\r\nContent-Type: %s\r\n"
+			       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			       resp.status, http_reason(resp.status), resp.content_type,
+			       resp.body.len) == 0 &&
+		    buf_append(&out, resp.body.data, resp.body.len) == 0 &&
+		    lws_write(wsi, (unsigned char *)out.data + LWS_PRE, out.len - LWS_PRE,
+			      LWS_WRITE_HTTP_HEADERS) < 0)
+			log_debug("could not send the refusal of a websocket upgrade");
 	}
-	log_debug("websocket upgrade refused for %s", path);
-	return 1;
+	log_debug("GET %s (websocket) %d", req->path ? req->path : "?", resp.status);
+	buf_free(&out);
+	http_response_clear(&resp);
+}
+
+/* Splits a Sec-WebSocket-Protocol list in place; returns how many tokens. */
+static size_t split_protocols(char *list, const char **out, size_t max)
+{
+	size_t n = 0;
+
+	for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && n < max;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*tok)
+			out[n++] = tok;
+	}
+	return n;
+}
+
+/*
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: the request is parsed and the handshake
+ * not yet sent. Routes the upgrade (ws_ops decides, auth included) and
+ * answers refusals with an HTTP status.
+ *
+ * Subprotocols: lws 4.1 accepts an offered token only when a protocol of
+ * that exact name exists, and answers with that protocol's name. Daytona's
+ * tokens carry values (X-Daytona-SDK-Version~0.218.0), so protocols[1] is a
+ * catch-all whose name is set here, just before lws matches the list, to the
+ * token we echo; lws matches and writes the handshake synchronously on this
+ * same thread, so the name cannot change in between. lws also refuses a
+ * protocol list over 127 bytes or a token over 63 characters outright.
+ *
+ * Returns 0 to go on with the upgrade, 1 when refused with an answer.
+ */
+static int ws_confirm_upgrade(struct http_server *srv, struct lws *wsi, struct conn *conn)
+{
+	struct http_request req;
+	struct ws_accept acc;
+	const char *offered[16];
+	size_t noffered = 0;
+	char msg[256] = "";
+	char *list = NULL;
+	int status, rc = 1;
+
+	(void)conn;
+	memset(&req, 0, sizeof(req));
+	memset(&acc, 0, sizeof(acc));
+	if (srv->pending) {
+		/* an earlier upgrade that never reached FILTER_PROTOCOL_CONNECTION */
+		ws_conn_closed(srv->pending);
+		srv->pending = NULL;
+		srv->pending_wsi = NULL;
+	}
+	copy_str(req.method, sizeof(req.method), "GET");
+	req.received_ms = now_mono_ms();
+	peer_name(wsi, req.peer, sizeof(req.peer));
+	if (copy_token(wsi, WSI_TOKEN_GET_URI, &req.path) <= 0 || collect_params(wsi, &req) < 0 ||
+	    collect_headers(wsi, &req) < 0 || copy_token(wsi, WSI_TOKEN_PROTOCOL, &list) < 0) {
+		status = req.path ? 500 : 400;
+		copy_str(msg, sizeof(msg), "The upgrade request cannot be read.");
+	} else if (atomic_load(&srv->draining)) {
+		status = 503;
+		copy_str(msg, sizeof(msg), "quaverd is shutting down.");
+	} else if (!srv->ws_ops) {
+		status = 404;
+		snprintf(msg, sizeof(msg), "No websocket is served at %s.", req.path);
+	} else {
+		if (list)
+			noffered = split_protocols(list, offered, ARRAY_SIZE(offered));
+		status = srv->ws_ops->upgrade(srv->ws_ctx, &req, offered, noffered, &acc, msg,
+					      sizeof(msg));
+	}
+	if (status) {
+		refuse_upgrade(wsi, &req, status, msg);
+		goto out;
+	}
+	if (noffered) {
+		const char *echo = acc.protocol[0] ? acc.protocol : offered[0];
+
+		copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), echo);
+	}
+	srv->pending = ws_conn_new(srv->hub, &acc, req.peer);
+	if (!srv->pending) {
+		if (acc.handler->on_close)
+			acc.handler->on_close(acc.arg, NULL);
+		rc = -1;
+		goto out;
+	}
+	srv->pending_wsi = wsi;
+	log_debug("GET %s (websocket) 101%s%s", req.path, noffered ? " " : "",
+		  noffered ? srv->ws_protocol_name : "");
+	rc = 0;
+out:
+	free(list);
+	http_request_clear(&req);
+	return rc;
+}
+
+/* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: the ws session data exists; attach the connection. */
+static int ws_filter(struct http_server *srv, struct lws *wsi, struct conn *conn)
+{
+	if (!conn || !srv->pending || srv->pending_wsi != wsi)
+		return 1;
+	conn->job = NULL;
+	conn->ws = srv->pending;
+	srv->pending = NULL;
+	srv->pending_wsi = NULL;
+	return 0;
 }
 
 /* The callback proper: nonzero asks lws to close the connection. */
@@ -1118,10 +1236,33 @@ static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
 		collect_done(srv);
+		if (srv->hub && !atomic_load(&srv->stop_service))
+			ws_hub_service(srv->hub);
 		return 0;
 
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-		return route_websocket(srv, wsi);
+		return ws_filter(srv, wsi, conn);
+
+	case LWS_CALLBACK_ESTABLISHED:
+		if (!conn || !conn->ws)
+			return 1;
+		ws_conn_established(conn->ws, wsi);
+		return 0;
+
+	case LWS_CALLBACK_RECEIVE:
+		return conn && conn->ws ? ws_conn_receive(conn->ws, wsi, in, len) : 1;
+
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return conn && conn->ws ? ws_conn_writeable(conn->ws, wsi) : 0;
+
+	case LWS_CALLBACK_CLOSED:
+		if (conn && conn->ws) {
+			struct ws_conn *ws = conn->ws;
+
+			conn->ws = NULL;
+			ws_conn_closed(ws);
+		}
+		return 0;
 
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
@@ -1137,15 +1278,16 @@ static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 			 size_t len)
 {
+	if (reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE) {
+		/* here >0 means "answered with an HTTP status", <0 "hang up" */
+		struct http_server *srv = lws_context_user(lws_get_context(wsi));
+
+		return ws_confirm_upgrade(srv, wsi, user);
+	}
 	/* Some callers in lws close only on a negative return (WRITEABLE), others on any nonzero.
 	 */
 	return handle_callback(wsi, reason, user, in, len) ? -1 : 0;
 }
-
-static const struct lws_protocols protocols[] = {
-    {"http", callback_http, sizeof(struct conn), 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
 
 static void lws_log_emit(int level, const char *line)
 {
@@ -1233,6 +1375,11 @@ static void free_server(struct http_server *srv)
 	if (srv->lws)
 		lws_context_destroy(srv->lws); /* closes connections: jobs get orphaned or freed */
 	srv->lws = NULL;
+	if (srv->pending) {
+		ws_conn_closed(srv->pending);
+		srv->pending = NULL;
+	}
+	ws_hub_free(srv->hub);
 	/* jobs the workers finished but nobody collected: all orphaned now */
 	rest = srv->done_head;
 	while (rest) {
@@ -1277,6 +1424,18 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 	pthread_cond_init(&srv->work_cond, NULL);
 	srv->ops = cfg->ops;
 	srv->ctx = cfg->ctx;
+	srv->ws_ops = cfg->ws_ops;
+	srv->ws_ctx = cfg->ws_ctx;
+	/*
+	 * protocols[0] serves HTTP and the websockets that offer no
+	 * subprotocol; protocols[1] is the catch-all for those that do, named
+	 * per upgrade after the token we echo (see ws_confirm_upgrade).
+	 */
+	srv->protocols[0] = (struct lws_protocols){"http", callback_http, sizeof(struct conn), 0, 0,
+						   NULL, 0};
+	copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), "quaverd-none");
+	srv->protocols[1] = (struct lws_protocols){srv->ws_protocol_name, callback_http,
+						   sizeof(struct conn), 0, 0, NULL, 0};
 	srv->listen_addr = strdup(cfg->listen_addr ? cfg->listen_addr : "127.0.0.1");
 	srv->spool_dir = strdup(cfg->spool_dir ? cfg->spool_dir : "/tmp");
 	srv->nworkers = 0;
@@ -1307,9 +1466,14 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 		rc = -ENOMEM;
 		goto fail;
 	}
+	srv->hub = ws_hub_new(srv->lws);
+	if (!srv->hub) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	info.port = cfg->port;
 	info.iface = srv->listen_addr;
-	info.protocols = protocols;
+	info.protocols = srv->protocols;
 	info.vhost_name = "quaverd";
 	srv->vhost = lws_create_vhost(srv->lws, &info);
 	if (!srv->vhost) {

@@ -132,10 +132,12 @@ void sb_set_state(struct store *st, struct sandbox *sb, enum sb_state s, enum sb
 		sb->info.error_reason[0] = '\0';
 		sb->info.recoverable = false;
 	}
-	if (old != s)
+	if (old != s) {
 		log_info("sandbox %s (%s): %s -> %s", sb->info.id, sb->info.name,
 			 sb_state_name(old), sb_state_name(s));
-	(void)st;
+		store_notify(st, STORE_EVENT_SANDBOX, sb->info.id, sb_state_name(old),
+			     sb_state_name(s));
+	}
 }
 
 void vol_set_state(struct store *st, struct volume *v, enum vol_state s)
@@ -147,10 +149,12 @@ void vol_set_state(struct store *st, struct volume *v, enum vol_state s)
 	v->info.updated_ms = now_wall_ms();
 	if (s != VOL_ERROR)
 		v->info.error_reason[0] = '\0';
-	if (old != s)
+	if (old != s) {
 		log_info("volume %s (%s): %s -> %s", v->info.id, v->info.name, vol_state_name(old),
 			 vol_state_name(s));
-	(void)st;
+		store_notify(st, STORE_EVENT_VOLUME, v->info.id, vol_state_name(old),
+			     vol_state_name(s));
+	}
 }
 
 void snap_set_state(struct store *st, struct snapshot *sn, enum snap_state s)
@@ -162,10 +166,12 @@ void snap_set_state(struct store *st, struct snapshot *sn, enum snap_state s)
 	sn->info.updated_ms = now_wall_ms();
 	if (s != SNAP_ERROR)
 		sn->info.error_reason[0] = '\0';
-	if (old != s)
+	if (old != s) {
 		log_info("snapshot %s (%s): %s -> %s", sn->info.id, sn->info.name,
 			 snap_state_name(old), snap_state_name(s));
-	(void)st;
+		store_notify(st, STORE_EVENT_SNAPSHOT, sn->info.id, snap_state_name(old),
+			     snap_state_name(s));
+	}
 }
 
 /* ---- vectors and records -------------------------------------------------- */
@@ -633,6 +639,28 @@ int64_t store_minutes_ms(const struct store *st, int64_t minutes)
 }
 
 /* ---- runtime hooks -------------------------------------------------------- */
+
+int store_add_event_hook(struct store *st, store_event_fn fn, void *ctx)
+{
+	int rc = -ENOSPC;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->nhooks < STORE_MAX_EVENT_HOOKS) {
+		st->hooks[st->nhooks].fn = fn;
+		st->hooks[st->nhooks].ctx = ctx;
+		st->nhooks++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+void store_notify(struct store *st, enum store_event_kind kind, const char *id,
+		  const char *old_state, const char *new_state)
+{
+	for (int i = 0; i < st->nhooks; i++)
+		st->hooks[i].fn(st->hooks[i].ctx, kind, id, old_state, new_state);
+}
 
 void store_set_runtime(struct store *st, const struct store_runtime_ops *ops, void *ctx)
 {

@@ -178,6 +178,18 @@ struct store_runtime_ops {
 };
 void store_set_runtime(struct store *st, const struct store_runtime_ops *ops, void *ctx);
 
+/*
+ * State change notifications (the socket.io events, events.c): @fn runs for
+ * every change of a sandbox's, volume's or snapshot's state, with the store
+ * lock held, so it must neither block nor call the store; it copies what it
+ * needs and returns. At most STORE_MAX_EVENT_HOOKS; -ENOSPC beyond.
+ */
+enum store_event_kind { STORE_EVENT_SANDBOX, STORE_EVENT_VOLUME, STORE_EVENT_SNAPSHOT };
+typedef void (*store_event_fn)(void *ctx, enum store_event_kind kind, const char *id,
+			       const char *old_state, const char *new_state);
+#define STORE_MAX_EVENT_HOOKS 4
+int store_add_event_hook(struct store *st, store_event_fn fn, void *ctx);
+
 /* ---- volumes ------------------------------------------------------------ */
 
 struct store_volume_info {
@@ -306,7 +318,15 @@ struct store {
 	bool ticker_running;
 	const struct store_runtime_ops *rt;
 	void *rt_ctx;
+	struct {
+		store_event_fn fn;
+		void *ctx;
+	} hooks[STORE_MAX_EVENT_HOOKS];
+	int nhooks;
 };
+/* Tells the event hooks about a state change. Under st->lock. */
+void store_notify(struct store *st, enum store_event_kind kind, const char *id, const char *old_state,
+		  const char *new_state);
 
 /* store.c: records, lookups, paths, jobs */
 int ptr_vec_push(struct ptr_vec *v, void *p);
