@@ -705,6 +705,8 @@ static void prepare(struct dt_client *c, struct dt_conn *conn, struct dt_transfe
 		if (t->mime) {
 			curl_easy_setopt(e, CURLOPT_MIMEPOST, t->mime);
 		} else if (t->read_fn) {
+			/* curl would send a leftover in-memory body instead of reading. */
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
 			curl_easy_setopt(e, CURLOPT_POST, 1L);
 			curl_easy_setopt(e, CURLOPT_READFUNCTION, t->read_fn);
 			curl_easy_setopt(e, CURLOPT_READDATA, t->io_arg);
@@ -730,6 +732,8 @@ static void unprepare(struct dt_client *c, struct dt_conn *conn, bool special)
 
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+	/* The body belongs to the caller; the next request sets its method anew. */
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, NULL);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);

@@ -276,7 +276,9 @@ void dt_file_list_clear(struct dt_file_list *l);
 
 /*
  * Each returns 0, or -errno with @err filled by dt_error_from_http (404
- * ENOENT, 409 EEXIST, 400 EINVAL, 403 EACCES, ...).
+ * ENOENT, 409 EEXIST, 400 EINVAL, 403 EACCES, ...). Every toolbox call
+ * (these and the transfers below) fails with EHOSTDOWN when the server says
+ * the sandbox is not started (quaverd: 409 "Sandbox X is not started").
  */
 
 /* GET /files?path= : the entries of a directory, in the server's order. */

@@ -193,6 +193,30 @@ int dt_toolbox_url(struct dt_toolbox *tb, struct buf *url, const char *endpoint,
 	return rc ? dt_error_set(err, ENOMEM, 0, what, "out of memory") : 0;
 }
 
+/*
+ * Daytona answers toolbox calls only for a started sandbox; quaverd says so
+ * with 409 "Sandbox X is not started". The shared mapper reads any 409 as
+ * EEXIST, which would tell ls or cat that a file exists; for the toolbox it
+ * means the sandbox is down.
+ */
+static bool says_not_started(const char *message)
+{
+	return strcasestr(message, "not started") || strcasestr(message, "not running");
+}
+
+int dt_toolbox_run(struct dt_toolbox *tb, struct dt_transfer *t, struct dt_response *resp,
+		   struct dt_error *err)
+{
+	DT_ERR_GUARD(err);
+	int rc = dt_transfer_run(tb->c, t, resp, err);
+
+	if (rc == -EEXIST && err->http_status == 409 && says_not_started(err->message)) {
+		err->err = EHOSTDOWN;
+		rc = -EHOSTDOWN;
+	}
+	return rc;
+}
+
 /* ---- JSON endpoints ---- */
 
 static int check_path(const char *path, const char *what, struct dt_error *err)
@@ -224,7 +248,7 @@ static int tb_request(struct dt_toolbox *tb, enum dt_method method, const char *
 		t.what = what;
 		t.body = body;
 		t.body_len = body ? strlen(body) : 0;
-		rc = dt_transfer_run(tb->c, &t, resp, err);
+		rc = dt_toolbox_run(tb, &t, resp, err);
 	}
 	buf_free(&url);
 	return rc;

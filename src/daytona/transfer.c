@@ -232,7 +232,7 @@ static int download(struct dt_toolbox *tb, const char *path, struct sink *k, con
 			 k->offset + k->len - 1);
 		t.headers = headers;
 	}
-	rc = dt_transfer_run(dt_toolbox_client(tb), &t, &resp, err);
+	rc = dt_toolbox_run(tb, &t, &resp, err);
 	if (res && rc && resp.status == 416) {
 		int64_t start, end, total;
 
@@ -429,7 +429,7 @@ static int upload_v2(struct dt_toolbox *tb, const char *path, struct reader *r, 
 	t.read_size = r->size;
 	t.restart_fn = reader_restart;
 	t.expect_continue = r->size > EXPECT_CONTINUE_OVER;
-	rc = dt_transfer_run(dt_toolbox_client(tb), &t, resp, err);
+	rc = dt_toolbox_run(tb, &t, resp, err);
 	buf_free(&url);
 	return rc;
 }
@@ -480,7 +480,7 @@ static int bulk_upload(struct dt_toolbox *tb, const char *path, struct reader *r
 	t.io_arg = r;
 	t.restart_fn = reader_restart;
 	t.expect_continue = r->size > EXPECT_CONTINUE_OVER;
-	rc = dt_transfer_run(dt_toolbox_client(tb), &t, &resp, err);
+	rc = dt_toolbox_run(tb, &t, &resp, err);
 	if (rc && resp.status == 400)
 		bulk_upload_message(err, &resp, what);
 out:
@@ -651,7 +651,7 @@ int dt_fs_bulk_download(struct dt_toolbox *tb, const char *const *paths, size_t 
 	t.streaming = true; /* a transfer: the answer is bounded by DT_MAX_RESPONSE instead */
 	t.body = body;
 	t.body_len = strlen(body);
-	rc = dt_transfer_run(dt_toolbox_client(tb), &t, &resp, err);
+	rc = dt_toolbox_run(tb, &t, &resp, err);
 	if (rc)
 		goto out;
 	parsed = dt_multipart_parse(t.answer_content_type, resp.body.data ? resp.body.data : "",

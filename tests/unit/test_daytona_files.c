@@ -42,6 +42,18 @@ static int failures;
 #define MIB (1024 * 1024)
 #define KEPT_BODY (2 * MIB) /* the peer keeps this much of a request body */
 
+/*
+ * Most a 20 MiB transfer may add to the peak RSS of this process (client
+ * and peer). Under ThreadSanitizer its own bookkeeping grows with the
+ * transfer by about 22 MiB, while a client holding the file there would add
+ * the file plus 4x shadow memory, over 100 MiB.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define MAX_GROWTH_KB (48 * 1024)
+#else
+#define MAX_GROWTH_KB (8 * 1024)
+#endif
+
 /* The remote file's content: byte i of a file is pat(i); a shift by one is visible. */
 static unsigned char pat(int64_t i)
 {
@@ -933,6 +945,13 @@ static void a_status_by_path(const struct req *rq, struct reply *rp, int nth)
 		int status;
 	} table[] = {{"exists", 409}, {"dir", 400}, {"ro", 403}, {"gone", 404}};
 
+	if (strstr(rq->target, "stopped")) {
+		rp->status = 409;
+		snprintf(rp->body, sizeof(rp->body),
+			 "{\"statusCode\":409,\"message\":\"Sandbox sb1 is not started: "
+			 "stopped\"}");
+		return;
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
 		if (strstr(rq->target, table[i].needle)) {
 			rp->status = table[i].status;
@@ -1000,6 +1019,9 @@ static void test_file_ops(void)
 	CHECK(dt_fs_delete(tb, "/dir", false, &err) == -EINVAL, "400: %d", err.err);
 	CHECK(dt_fs_mkdir(tb, "/ro/x", 0700, &err) == -EACCES, "403: %d", err.err);
 	CHECK(dt_fs_delete(tb, "/gone", false, &err) == -ENOENT, "404: %d", err.err);
+	CHECK(dt_fs_move(tb, "/stopped", "/x", &err) == -EHOSTDOWN && err.err == EHOSTDOWN &&
+		      strstr(err.message, "not started"),
+	      "a stopped sandbox: %d %s", err.err, err.message);
 
 	CHECK(dt_fs_find(tb, "/a", "int", &ml, &err) == 0 && ml.count == 1 &&
 		  ml.items[0].line == 3 && strcmp(ml.items[0].content, "int x;") == 0,
@@ -1008,9 +1030,9 @@ static void test_file_ops(void)
 	CHECK(dt_fs_search(tb, "/", "*.c", &sl, &err) == 0 && sl.count == 2 &&
 		  strcmp(sl.items[1], "/b/y.c") == 0,
 	      "search: %s", err.message);
-	line_of(10, line, sizeof(line));
-	CHECK(strcmp(line, "GET /toolbox/sb1/files/search?path=%2F&pattern=%2A.c") == 0,
-	      "search request: %s", line);
+	last_request(&rq);
+	CHECK(strcmp(rq.target, "/toolbox/sb1/files/search?path=%2F&pattern=%2A.c") == 0,
+	      "search request: %s", rq.target);
 	dt_string_list_clear(&sl);
 	CHECK(dt_fs_replace(tb, files, 2, "x", "y", &rl, &err) == 0 && rl.count == 2 &&
 		  rl.items[0].success && !rl.items[1].success &&
@@ -1180,7 +1202,7 @@ static void test_big_download(void)
 	CHECK(size == g_file_size, "size %" PRId64, size);
 	CHECK(hash_fd(fd, &len) == hash_pattern(0, g_file_size) && len == g_file_size,
 	      "content of the 20 MiB download");
-	CHECK(peak - rss < 8 * 1024, "memory grew by %ld KiB for a 20 MiB download", peak - rss);
+	CHECK(peak - rss < MAX_GROWTH_KB, "memory grew by %ld KiB for a 20 MiB download", peak - rss);
 	close(fd);
 	unlink(path);
 
@@ -1326,6 +1348,18 @@ static void test_uploads(void)
 	long rss, peak;
 	int fd = fill_pattern_file(big, path, sizeof(path));
 
+	/*
+	 * A JSON POST first, so the pooled handle the upload reuses has
+	 * carried an in-memory body (freed since) before.
+	 */
+	scenario(NULL, a_upload);
+	{
+		struct dt_fs_replace_list rl;
+		const char *files[] = {"/a"};
+
+		dt_fs_replace(tb, files, 1, "x", "y", &rl, &err);
+		dt_fs_replace_list_clear(&rl);
+	}
 	/* upload-v2, raw body, streamed from the fd. */
 	scenario(NULL, a_upload);
 	lseek(fd, 12345, SEEK_SET); /* the fd's own offset plays no part */
@@ -1344,7 +1378,7 @@ static void test_uploads(void)
 		  strcasestr(rq.headers, "\r\nExpect: 100-continue\r\n"),
 	      "upload headers: %s", rq.headers);
 	CHECK(rq.body_reads > 20, "the body came in %d reads", rq.body_reads);
-	CHECK(peak - rss < 8 * 1024, "memory grew by %ld KiB for a 20 MiB upload", peak - rss);
+	CHECK(peak - rss < MAX_GROWTH_KB, "memory grew by %ld KiB for a 20 MiB upload", peak - rss);
 	CHECK(dt_toolbox_upload_mode(tb) == 1, "upload-v2 remembered");
 	CHECK(lseek(fd, 0, SEEK_CUR) == 12345, "the fd's offset moved");
 
