@@ -1020,7 +1020,7 @@ static void test_file_ops(void)
 	CHECK(dt_fs_mkdir(tb, "/ro/x", 0700, &err) == -EACCES, "403: %d", err.err);
 	CHECK(dt_fs_delete(tb, "/gone", false, &err) == -ENOENT, "404: %d", err.err);
 	CHECK(dt_fs_move(tb, "/stopped", "/x", &err) == -EHOSTDOWN && err.err == EHOSTDOWN &&
-		      strstr(err.message, "not started"),
+		  strstr(err.message, "not started"),
 	      "a stopped sandbox: %d %s", err.err, err.message);
 
 	CHECK(dt_fs_find(tb, "/a", "int", &ml, &err) == 0 && ml.count == 1 &&
@@ -1202,7 +1202,8 @@ static void test_big_download(void)
 	CHECK(size == g_file_size, "size %" PRId64, size);
 	CHECK(hash_fd(fd, &len) == hash_pattern(0, g_file_size) && len == g_file_size,
 	      "content of the 20 MiB download");
-	CHECK(peak - rss < MAX_GROWTH_KB, "memory grew by %ld KiB for a 20 MiB download", peak - rss);
+	CHECK(peak - rss < MAX_GROWTH_KB, "memory grew by %ld KiB for a 20 MiB download",
+	      peak - rss);
 	close(fd);
 	unlink(path);
 
