@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -293,10 +294,11 @@ int run_argv(const char *const argv[], struct buf *output)
 {
 	int pipefd[2] = {-1, -1};
 	int status;
-	pid_t pid;
+	pid_t pid, parent;
 
 	if (output && pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
+	parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;
@@ -310,6 +312,14 @@ int run_argv(const char *const argv[], struct buf *output)
 		int devnull = open("/dev/null", O_RDWR);
 		sigset_t none;
 
+		/*
+		 * A tar left running by a SIGKILLed quaverd would keep writing
+		 * into a tree the next quaverd removes: die with the parent. The
+		 * forking thread waits for us, so it cannot exit first.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (devnull >= 0)

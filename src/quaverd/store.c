@@ -707,7 +707,11 @@ void store_runtime_stop(struct store *st, struct sandbox *sb, bool force)
 
 /* ---- open and close ------------------------------------------------------- */
 
-/* Removes the work files and trash a killed quaverd left in STATE/tmp. */
+/*
+ * Removes the work files, trash and spooled request bodies (server.c's
+ * body-*) a killed quaverd left in STATE/tmp. The store opens before the
+ * HTTP server starts, so nothing here is in use yet.
+ */
 static void clean_tmp(struct store *st)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
@@ -719,7 +723,7 @@ static void clean_tmp(struct store *st)
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, "store-", 6) != 0)
+		if (strncmp(de->d_name, "store-", 6) != 0 && strncmp(de->d_name, "body-", 5) != 0)
 			continue;
 		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
 			continue;
