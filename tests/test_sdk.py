@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,10 @@ import pytest
 SDK_DIR = Path(__file__).resolve().parent / "sdk"
 SUITE = SDK_DIR / "suite.js"
 
-NODE_TIMEOUT = 60
+NODE_TIMEOUT = 90
+# A script's own work takes a few seconds; one that lingers after its last
+# call (the SDK's background connection) is a failure.
+EXIT_WITHIN = 25
 INSTALL_TIMEOUT = 300
 
 # quaverd's archive and restore last this long, so a start with a short
@@ -53,18 +57,23 @@ def run_suite(q, *groups, run="t"):
     env["DAYTONA_API_URL"] = (q.state_dir / "url").read_text().strip()
     env["DAYTONA_API_KEY"] = (q.state_dir / "token").read_text().strip()
     env["SDK_SUITE_RUN"] = run
-    # Until quaverd serves the SDK's socket.io connection (daytona-api.md
-    # section 9.3), the SDK keeps retrying it and a script only exits after
-    # about three minutes; polling mode makes no such connection.
-    env["DAYTONA_USE_DEPRECATED_POLLING"] = "true"
+    # No DAYTONA_USE_DEPRECATED_POLLING: the SDK keeps its socket.io
+    # connection to quaverd (daytona-api.md section 9.3) and waits on its
+    # events; without quaverd's keep-alive and close handling a script would
+    # only exit after minutes of reconnecting, which the time limit catches.
+    started = time.monotonic()
     proc = subprocess.run([node, str(SUITE), *groups], cwd=SDK_DIR, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=NODE_TIMEOUT)
+    elapsed = time.monotonic() - started
     lines = proc.stdout.splitlines()
     oks = [line[3:] for line in lines if line.startswith("ok ")]
     fails = [line for line in lines if line.startswith("FAIL ")]
     if proc.stderr.strip():
         fails.append("stderr: " + proc.stderr.strip()[-2000:])
+    if elapsed > EXIT_WITHIN:
+        fails.append(f"FAIL node exits promptly: the script took {elapsed:.1f} s "
+                     f"(limit {EXIT_WITHIN} s)")
     return proc.returncode, oks, fails, lines
 
 
