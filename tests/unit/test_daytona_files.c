@@ -110,6 +110,7 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static char g_lines[64][512];
 static struct req g_last; /* the last request, its body in g_last_body */
 static unsigned char *g_last_body;
+static atomic_int g_slow_read_ms; /* pause after each body read */
 static int g_listen_fd = -1;
 static int g_port;
 
@@ -227,6 +228,8 @@ static bool read_body(int fd, struct req *rq, char *pending, size_t *npending)
 			return false;
 		take_body_bytes(rq, chunk, (size_t)n);
 		left -= n;
+		if (g_slow_read_ms)
+			usleep((useconds_t)g_slow_read_ms * 1000);
 	}
 	return true;
 }
@@ -1338,6 +1341,21 @@ static int fill_pattern_file(int64_t size, char *path, size_t path_size)
 	return fd;
 }
 
+static void tb2_cancel_check(struct dt_client *c, int fd, int64_t at)
+{
+	struct dt_toolbox *tb = toolbox_for(c);
+	struct dt_error err;
+
+	scenario(NULL, a_upload);
+	g_slow_read_ms = 50;
+	dt_set_cancel_hook(cancel_at, &at);
+	CHECK(dt_fs_upload_fd(tb, "/tmp/slow", fd, -1, &err) == -EINTR, "cancelled upload: %d %s",
+	      err.err, err.message);
+	dt_set_cancel_hook(NULL, NULL);
+	g_slow_read_ms = 0;
+	dt_toolbox_free(tb);
+}
+
 static void test_uploads(void)
 {
 	struct dt_client *c = client_for(5000, 30000);
@@ -1441,6 +1459,15 @@ static void test_uploads(void)
 		  strcmp(err.message, "upload /denied/x: permission denied") == 0,
 	      "bulk-upload error: %s", err.message);
 	dt_toolbox_free(tb);
+
+	/* Cancellation stops an upload the server reads slowly, within about 100 ms. */
+	{
+		int64_t at = now_mono_ms() + 300, took;
+
+		tb2_cancel_check(c, fd, at);
+		took = now_mono_ms() - at;
+		CHECK(took < 250, "cancelling an upload took %lld ms", (long long)took);
+	}
 
 	/* A known upload-v2 daemon answering 404 is not a reason to fall back. */
 	tb = toolbox_for(c);
