@@ -3,13 +3,14 @@
 // tests) with nothing but DAYTONA_API_URL and DAYTONA_API_KEY.
 //
 //   node suite.js GROUP...     groups: prepare control errors volumes
-//                              snapshots files process
+//                              snapshots files volumefiles process
+//                              sessions pty
 //
 // One line per SDK call checked: "ok <call>" or "FAIL <call>: <error>", then
 // "sdk: N ok, N FAIL". Every check looks at what the call returned (or what
 // a later call shows), not only at it not throwing. The exit status is 1
 // when any check failed. tests/test_sdk.py runs the groups quaverd serves;
-// "files" and "process" wait for quaverd's toolbox routes.
+// the others wait for quaverd's toolbox (files, processes, sessions, ptys).
 
 const assert = require('node:assert/strict');
 const sdk = require('@daytonaio/sdk');
@@ -439,7 +440,6 @@ groups.files = async () => {
 		const got = await fs.downloadFile(`${dir}/blob.bin`);
 		assert.ok(Buffer.isBuffer(got));
 		assert.ok(got.equals(bytes), 'the downloaded bytes differ');
-		assert.equal((await fs.downloadFile(`${dir}/notes.txt`)).toString(), text);
 	});
 
 	await check('fs.listFiles', async () => {
@@ -502,6 +502,24 @@ groups.files = async () => {
 
 	await check('fs.downloadFile(missing) -> DaytonaError', async () => {
 		await rejects(fs.downloadFile(`${dir}/nothing-here`), DaytonaError);
+	});
+};
+
+groups.keepalive = async () => {
+	// Back-to-back calls on one keep-alive connection: a download of a few
+	// KB, then a POST with a body (another download, a replace).
+	const sb = await check('Daytona.create (keep-alive)', async () => create({ labels: { run: RUN } }));
+	const path = '/home/daytona/ka.txt';
+	const content = 'x'.repeat(5000) + '\n';
+	await check('fs.uploadFile (keep-alive)', async () => sb.fs.uploadFile(Buffer.from(content), path));
+	await check('fs.downloadFile twice in a row', async () => {
+		assert.equal((await sb.fs.downloadFile(path)).toString(), content);
+		assert.equal((await sb.fs.downloadFile(path)).toString(), content);
+	});
+	await check('fs.downloadFile then fs.replaceInFiles', async () => {
+		assert.equal((await sb.fs.downloadFile(path)).toString(), content);
+		const res = await sb.fs.replaceInFiles([path], 'xx', 'y');
+		assert.equal(res[0].success, true);
 	});
 };
 
@@ -571,6 +589,158 @@ groups.process = async () => {
 		const res = await proc.codeRun('import sys\nprint("bye")\nsys.exit(5)');
 		assert.equal(res.exitCode, 5);
 		assert.equal(res.result, 'bye\n');
+	});
+};
+
+groups.volumefiles = async () => {
+	// A file written under a sandbox's subpath mount is seen by a sandbox
+	// that mounts the whole volume, under that subpath.
+	const name = `sdk-volfiles-${RUN}`;
+	const vol = await check('Volume.get(name, true) then ready (files)', async () => {
+		await daytona.volume.get(name, true);
+		return await waitFor('volume ready', async () => {
+			const now = await daytona.volume.get(name);
+			return now.state === 'ready' ? now : null;
+		});
+	});
+	const alice = await check('Daytona.create (volume subpath mount)', async () =>
+		create({
+			labels: { run: RUN },
+			volumes: [{ volumeId: vol.id, mountPath: '/home/daytona/data', subpath: 'users/alice' }],
+		}));
+	const whole = await check('Daytona.create (whole volume mount)', async () =>
+		create({ labels: { run: RUN }, volumes: [{ volumeId: vol.name, mountPath: '/mnt/vol' }] }));
+
+	await check('fs.uploadFile into a subpath mount, read through the whole volume', async () => {
+		await alice.fs.uploadFile(Buffer.from('shared bytes\n'), '/home/daytona/data/hello.txt');
+		const got = await whole.fs.downloadFile('/mnt/vol/users/alice/hello.txt');
+		assert.equal(got.toString(), 'shared bytes\n');
+		const names = (await whole.fs.listFiles('/mnt/vol/users')).map((f) => f.name);
+		assert.deepEqual(names, ['alice']);
+	});
+
+	await check('Sandbox.delete then Volume.delete', async () => {
+		await alice.delete(60, true);
+		made.delete(alice.id);
+		await whole.delete(60, true);
+		made.delete(whole.id);
+		await daytona.volume.delete(vol);
+	});
+};
+
+groups.sessions = async () => {
+	const sb = await check('Daytona.create (sessions)', async () => create({ labels: { run: RUN } }));
+	const proc = sb.process;
+	const sid = `sdk-session-${RUN}`;
+
+	await check('process.createSession', async () => {
+		await proc.createSession(sid);
+		const got = await proc.getSession(sid);
+		assert.equal(got.sessionId, sid);
+		assert.deepEqual(got.commands || [], []);
+	});
+
+	await check('process.listSessions', async () => {
+		const all = await proc.listSessions();
+		assert.ok(all.some((x) => x.sessionId === sid), JSON.stringify(all.map((x) => x.sessionId)));
+	});
+
+	await check('process.executeSessionCommand (sync, state kept)', async () => {
+		const r1 = await proc.executeSessionCommand(sid, { command: 'export SDK_V=kept; cd /tmp' });
+		assert.equal(r1.exitCode, 0);
+		const r2 = await proc.executeSessionCommand(sid, { command: 'echo "$SDK_V $(pwd)"' });
+		assert.equal(r2.exitCode, 0);
+		assert.equal((r2.output || r2.stdout).trim(), 'kept /tmp');
+	});
+
+	const cmd = await check('process.executeSessionCommand (runAsync)', async () => {
+		const r = await proc.executeSessionCommand(sid, {
+			command: 'for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; exit 4',
+			runAsync: true,
+		});
+		assert.ok(r.cmdId, 'no cmdId');
+		assert.equal(r.exitCode ?? undefined, undefined, 'an async command has no exit code yet');
+		return r;
+	});
+
+	await check('process.getSessionCommandLogs (streamed)', async () => {
+		let out = '';
+		let err = '';
+		await proc.getSessionCommandLogs(sid, cmd.cmdId, (c) => (out += c), (c) => (err += c));
+		assert.equal(out, 'out1\nout2\nout3\n');
+		assert.equal(err, 'err1\nerr2\nerr3\n');
+	});
+
+	await check('process.getSessionCommand (exit code)', async () => {
+		const c = await waitFor('exit code', async () => {
+			const now = await proc.getSessionCommand(sid, cmd.cmdId);
+			return now.exitCode !== undefined && now.exitCode !== null ? now : null;
+		});
+		assert.equal(c.exitCode, 4);
+	});
+
+	await check('process.getSessionCommandLogs (whole)', async () => {
+		const logs = await proc.getSessionCommandLogs(sid, cmd.cmdId);
+		assert.equal(logs.stdout, 'out1\nout2\nout3\n');
+		assert.equal(logs.stderr, 'err1\nerr2\nerr3\n');
+	});
+
+	await check('process.deleteSession', async () => {
+		await proc.deleteSession(sid);
+		await rejects(proc.getSession(sid), DaytonaNotFoundError);
+	});
+};
+
+groups.pty = async () => {
+	const sb = await check('Daytona.create (pty)', async () => create({ labels: { run: RUN } }));
+	let output = '';
+	const decoder = new TextDecoder();
+	const pty = await check('process.createPty', async () => {
+		const h = await sb.process.createPty({
+			id: `sdk-pty-${RUN}`,
+			cols: 100,
+			rows: 30,
+			onData: (d) => {
+				output += decoder.decode(d, { stream: true });
+			},
+		});
+		await h.waitForConnection();
+		assert.ok(h.isConnected());
+		return h;
+	});
+
+	await check('PtyHandle.sendInput (output comes back)', async () => {
+		await pty.sendInput('echo pty-$((6*7))\n');
+		await waitFor('pty output', async () => output.includes('pty-42'));
+	});
+
+	await check('PtyHandle.resize', async () => {
+		const info = await pty.resize(120, 40);
+		assert.equal(info.cols, 120);
+		assert.equal(info.rows, 40);
+		await pty.sendInput('stty size\n');
+		await waitFor('stty size', async () => output.includes('40 120'));
+	});
+
+	await check('process.listPtySessions', async () => {
+		const all = await sb.process.listPtySessions();
+		assert.ok(all.some((x) => x.id === `sdk-pty-${RUN}`), JSON.stringify(all));
+	});
+
+	await check('PtyHandle.wait (exit code)', async () => {
+		await pty.sendInput('exit 3\n');
+		const res = await pty.wait();
+		assert.equal(res.exitCode, 3);
+	});
+
+	await check('PtyHandle.kill', async () => {
+		let out2 = '';
+		const h = await sb.process.createPty({ id: `sdk-pty2-${RUN}`, onData: (d) => (out2 += decoder.decode(d)) });
+		await h.waitForConnection();
+		await h.kill();
+		const res = await h.wait();
+		assert.notEqual(res.exitCode, 0);
+		await rejects(sb.process.getPtySessionInfo(`sdk-pty2-${RUN}`), DaytonaNotFoundError);
 	});
 };
 
