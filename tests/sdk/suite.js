@@ -15,7 +15,7 @@
 const assert = require('node:assert/strict');
 const sdk = require('@daytonaio/sdk');
 
-const { Daytona, DaytonaError, DaytonaNotFoundError, DaytonaTimeoutError } = sdk;
+const { Daytona, DaytonaError, DaytonaBadRequestError, DaytonaNotFoundError, DaytonaTimeoutError } = sdk;
 
 // A tag unique to this run, so list filters only see what this run made.
 const RUN = process.env.SDK_SUITE_RUN || `r${process.pid}`;
@@ -259,10 +259,12 @@ groups.errors = async () => {
 		assert.match(err.message, new RegExp(`sdk-missing-${RUN} not found`));
 	});
 
-	await check('Daytona.create(bad name) -> DaytonaError with the server message', async () => {
-		const err = await rejects(daytona.create({ name: 'no spaces allowed' }), DaytonaError);
+	await check('Daytona.create(bad name) -> DaytonaBadRequestError with the quaverd message', async () => {
+		const err = await rejects(daytona.create({ name: 'no spaces allowed' }), DaytonaBadRequestError);
 		assert.equal(err.statusCode, 400);
-		assert.match(err.message, /name/i);
+		assert.match(err.message, /^Invalid sandbox name "no spaces allowed": a name is 1 to 63 characters/);
+		const list = await listAll(daytona, { name: 'no spaces' });
+		assert.deepEqual(list, [], 'a refused create made a sandbox');
 	});
 
 	const sb = await check('Daytona.create (for error paths)', async () => {
@@ -272,14 +274,14 @@ groups.errors = async () => {
 		return s;
 	});
 
-	await check('Sandbox.stop (already stopped) -> DaytonaError with the server message', async () => {
-		const err = await rejects(sb.stop(), DaytonaError);
+	await check('Sandbox.stop (already stopped) -> DaytonaBadRequestError with the quaverd message', async () => {
+		const err = await rejects(sb.stop(), DaytonaBadRequestError);
 		assert.equal(err.statusCode, 400);
 		assert.match(err.message, /Sandbox is not in a stoppable state \(state: stopped\)/);
 	});
 
-	await check('Sandbox.recover (not in error) -> DaytonaError with the server message', async () => {
-		const err = await rejects(sb.recover(), DaytonaError);
+	await check('Sandbox.recover (not in error) -> DaytonaBadRequestError with the quaverd message', async () => {
+		const err = await rejects(sb.recover(), DaytonaBadRequestError);
 		assert.equal(err.statusCode, 400);
 		assert.match(err.message, /Sandbox is not in a recoverable state \(state: stopped\)/);
 	});
@@ -296,6 +298,16 @@ groups.errors = async () => {
 		assert.match(err.message, /time/i);
 		await sb.waitUntilStarted(30);
 		assert.equal(sb.state, 'started');
+	});
+
+	await check('Daytona.get with a wrong API key -> DaytonaAuthenticationError', async () => {
+		const wrong = new Daytona({ apiUrl: process.env.DAYTONA_API_URL, apiKey: 'not-the-key' });
+		try {
+			const err = await rejects(wrong.get(sb.id), sdk.DaytonaAuthenticationError);
+			assert.equal(err.statusCode, 401);
+		} finally {
+			await wrong[Symbol.asyncDispose]();
+		}
 	});
 
 	await check('Volume.get(missing) -> DaytonaNotFoundError', async () => {
