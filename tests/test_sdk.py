@@ -10,9 +10,10 @@ for quaverd pieces (keep-alive after a streamed download, the process
 runtime, sessions, ptys).
 
 The SDK is installed by `npm ci` from tests/sdk/package-lock.json when
-tests/sdk/node_modules is missing (tools/install-deps installs node and npm).
+tests/sdk/node_modules is missing or holds another SDK version (tools/install-deps installs node and npm).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -36,8 +37,20 @@ INSTALL_TIMEOUT = 300
 TRANSITION_DELAY_MS = "800"
 
 
+def _installed_matches_lock():
+    """node_modules holds the SDK version package-lock.json names."""
+    try:
+        lock = json.loads((SDK_DIR / "package-lock.json").read_text())
+        installed = json.loads((SDK_DIR / "node_modules" / "@daytonaio" / "sdk" /
+                                "package.json").read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = lock.get("packages", {}).get("node_modules/@daytonaio/sdk", {}).get("version")
+    return wanted is not None and installed.get("version") == wanted
+
+
 def _ensure_sdk_installed():
-    if (SDK_DIR / "node_modules" / "@daytonaio" / "sdk" / "package.json").is_file():
+    if _installed_matches_lock():
         return
     npm = shutil.which("npm")
     if npm is None:

@@ -3,14 +3,14 @@
 // tests) with nothing but DAYTONA_API_URL and DAYTONA_API_KEY.
 //
 //   node suite.js GROUP...     groups: prepare control errors volumes
-//                              snapshots files volumefiles process
-//                              sessions pty
+//                              snapshots files volumefiles keepalive
+//                              process sessions pty
 //
 // One line per SDK call checked: "ok <call>" or "FAIL <call>: <error>", then
 // "sdk: N ok, N FAIL". Every check looks at what the call returned (or what
 // a later call shows), not only at it not throwing. The exit status is 1
 // when any check failed. tests/test_sdk.py runs the groups quaverd serves;
-// the others wait for quaverd's toolbox (files, processes, sessions, ptys).
+// the others wait for quaverd pieces (see there).
 
 const assert = require('node:assert/strict');
 const sdk = require('@daytonaio/sdk');
