@@ -26,6 +26,7 @@
 #include "events.h"
 #include "http.h"
 #include "log.h"
+#include "runtime.h"
 #include "store.h"
 #include "util.h"
 
@@ -398,6 +399,7 @@ int main(int argc, char **argv)
 	struct store *store;
 	struct options o;
 	struct api *api;
+	struct runtime *runtime;
 	struct events *events;
 	sigset_t stop_signals;
 	int lock_fd, rc, sig;
@@ -442,6 +444,8 @@ int main(int argc, char **argv)
 	store = store_open(&store_cfg, &rc);
 	if (!store)
 		die("cannot open the store in %s: %s", o.state_dir, strerror(-rc));
+	/* Without bubblewrap quaverd still serves files; sandboxes run no processes (logged). */
+	runtime = runtime_new(store, o.state_dir, &rc);
 	api_cfg = (struct api_config){.token = token, .max_json_body = o.max_body};
 	api = api_new(store, &api_cfg);
 	if (!api)
@@ -480,9 +484,11 @@ int main(int argc, char **argv)
 	log_info("stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
 	events_stop(events);
+	runtime_shutdown(runtime);
 	http_server_stop(server);
 	api_free(api);
 	store_close(store);
+	runtime_free(runtime);
 	events_free(events);
 	log_info("stopped");
 	log_close();

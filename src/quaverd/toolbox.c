@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "process.h"
 #include "util.h"
 
 /* ---- errors -------------------------------------------------------------------- */
@@ -447,6 +448,9 @@ static const struct tb_route routes[] = {
     {"user-home-dir", M_GET, reply_dir},
     {"work-dir", M_GET, reply_dir},
     {"version", M_GET, reply_version},
+    /* A path ending in '/' is a prefix: the handler routes what follows (process.c). */
+    {"process/", M_GET | M_POST | M_DELETE, tb_process},
+    {"env", M_POST, tb_env},
 };
 
 static int method_bit(const char *m)
@@ -489,7 +493,10 @@ static const struct tb_route *find_route(const char *route, const char *method, 
 {
 	*path_known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
-		if (strcmp(routes[i].path, route))
+		size_t len = strlen(routes[i].path);
+		bool prefix = routes[i].path[len - 1] == '/';
+
+		if (prefix ? strncmp(routes[i].path, route, len) : strcmp(routes[i].path, route))
 			continue;
 		*path_known = true;
 		if (routes[i].methods & method_bit(method))
@@ -500,7 +507,7 @@ static const struct tb_route *find_route(const char *route, const char *method, 
 
 bool toolbox_body_policy(const char *method, const char *path, struct http_body_policy *policy)
 {
-	char id[128], route[64];
+	char id[128], route[1024];
 
 	if (strcmp(method, "POST") || strncmp(path, "/toolbox/", 9) ||
 	    !split_rest(path + 9, id, sizeof(id), route, sizeof(route)))
@@ -520,7 +527,7 @@ void toolbox_handle(struct store *st, const struct http_request *req, struct htt
 	struct store_sandbox_info info;
 	struct store_err serr = {{0}};
 	struct view_err verr;
-	char id[128], route[64];
+	char id[128], route[1024];
 	const struct tb_route *r;
 	bool known;
 	int rc;
@@ -537,7 +544,7 @@ void toolbox_handle(struct store *st, const struct http_request *req, struct htt
 			    known ? "METHOD_NOT_ALLOWED" : "NOT_FOUND", msg);
 		return;
 	}
-	c.route = r->path;
+	c.route = route; /* the path itself: a prefix route's handler reads the rest */
 	/* The toolbox names a sandbox by its id only, as the SDK does. */
 	rc = store_sandbox_get(st, id, &info, &serr);
 	if (rc == 0 && strcmp(info.id, id)) {
