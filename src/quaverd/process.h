@@ -4,15 +4,18 @@
  * and 7.6 (execute, code-run, env). Sessions (7.3) are in session.h.
  *
  * How a process starts: quaverd forks a relay; the relay (single-threaded)
- * moves into the sandbox's cgroups, drops its supplementary groups, joins
- * every namespace of the sandbox's init with one setns(pidfd) (user first,
- * so it is uid 1000 there, then mount -- which also sets its root --, pid,
- * uts, ipc, cgroup, network), closes every other descriptor and forks the
- * process, which is then a member of the sandbox's pid namespace. The
- * process makes its own session and process group, resets signals, sets
- * no_new_privs, changes to its directory and executes; exec drops every
- * capability since uid 1000 is not root there. The relay reports the
- * process's pid and, later, its wait status over a pipe, then exits.
+ * keeps only the descriptors it needs, drops its supplementary groups,
+ * joins the pid namespace of the sandbox's init (which applies to its
+ * children) and forks the process, a member of the sandbox's pid namespace
+ * from its first instruction. Still quaverd's user, the process moves into
+ * the sandbox's cgroups, then joins every other namespace of the init with
+ * one setns(pidfd): user (uid 1000 there), mount (which also sets its
+ * root), uts, ipc, cgroup, network. It makes its own session and process
+ * group, resets signals, sets no_new_privs, changes to its directory and
+ * executes; exec drops every capability since uid 1000 is not root there.
+ * The relay stays out of the sandbox's cgroups (it is quaverd's helper),
+ * reports the process's pid and, later, its wait status over a pipe, then
+ * exits.
  */
 #ifndef QUAVERD_PROCESS_H
 #define QUAVERD_PROCESS_H

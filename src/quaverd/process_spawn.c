@@ -46,8 +46,14 @@ struct spawn_plan {
 	bool drop_groups;
 };
 
-/* The descriptors of the relay and the process: 0-2 stdio, 3 the status pipe. */
+/*
+ * The descriptors of the relay and the process: 0-2 stdio, 3 the status
+ * pipe, 4 the init's pidfd, from 5 the sandbox's cgroup.procs files.
+ */
 #define STATUS_SLOT 3
+#define PIDFD_SLOT 4
+#define CGROUP_SLOT 5
+#define MAX_SLOTS (CGROUP_SLOT + RT_NLIMITS + 1)
 
 static void rec_write(int fd, int kind, int value, int err)
 {
@@ -57,11 +63,24 @@ static void rec_write(int fd, int kind, int value, int err)
 		;
 }
 
-static _Noreturn void child_main(const struct spawn_plan *pl)
+static _Noreturn void child_main(const struct spawn_plan *pl, int ncgroups)
 {
 	struct sigaction dfl;
 	sigset_t none;
 
+	/*
+	 * Still quaverd's user here: into the sandbox's cgroups first (the relay
+	 * stays out of them: it is quaverd's helper), then into every other
+	 * namespace at once. Once in the sandbox's user namespace it could not:
+	 * bubblewrap nests that one below the owner of the others.
+	 */
+	for (int i = 0; i < ncgroups; i++)
+		(void)!write(CGROUP_SLOT + i, "0", 1);
+	if (setns(PIDFD_SLOT, pl->ns_flags & ~CLONE_NEWPID) < 0) {
+		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_SETNS, errno);
+		_exit(127);
+	}
+	close_range(PIDFD_SLOT, ~0U, 0);
 	/* Its own session and process group: a timeout or a delete kills the group. */
 	setsid();
 	memset(&dfl, 0, sizeof(dfl));
@@ -81,17 +100,17 @@ static _Noreturn void child_main(const struct spawn_plan *pl)
 	_exit(127);
 }
 
-/* Puts @src[i] on descriptor i (0..3), whatever numbers they have now. */
-static int place_fds(const int src[4])
+/* Puts @src[i] on descriptor i (0..n-1), whatever numbers they have now. */
+static int place_fds(const int *src, int n)
 {
-	int tmp[4];
+	int tmp[MAX_SLOTS];
 
-	for (int i = 0; i < 4; i++) {
-		tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+	for (int i = 0; i < n; i++) {
+		tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, MAX_SLOTS + 10);
 		if (tmp[i] < 0)
 			return -1;
 	}
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n; i++)
 		if (dup2(tmp[i], i) < 0)
 			return -1;
 	return 0;
@@ -99,37 +118,40 @@ static int place_fds(const int src[4])
 
 static _Noreturn void relay_main(const struct spawn_plan *pl)
 {
-	const int src[4] = {pl->in, pl->out, pl->err, pl->status};
-	int status = 0;
+	int src[MAX_SLOTS] = {pl->in, pl->out, pl->err, pl->status, pl->pidfd};
+	int nfds = CGROUP_SLOT, status = 0;
 	pid_t pid;
 
-	if (place_fds(src) < 0) {
+	for (int i = 0; i <= RT_NLIMITS; i++)
+		if (pl->cg->procs_fd[i] >= 0)
+			src[nfds++] = pl->cg->procs_fd[i];
+	if (place_fds(src, nfds) < 0) {
 		rec_write(pl->status, REC_FAIL, RT_STAGE_SETNS, errno);
 		_exit(126);
 	}
+	/* Nothing of quaverd (sockets, other sandboxes' lifelines) goes into the sandbox. */
+	close_range((unsigned)nfds, ~0U, 0);
 	/* The status pipe must not survive the program's exec (its EOF means "relay gone"). */
 	fcntl(STATUS_SLOT, F_SETFD, FD_CLOEXEC);
 	if (pl->drop_groups)
 		setgroups(0, NULL);
-	/* Before setns: once in the sandbox's cgroup namespace its cgroups are out of reach. */
-	rt_cgroup_join(pl->cg);
-	if (setns(pl->pidfd, pl->ns_flags) < 0) {
+	/* Only the pid namespace: it applies to the children, so the fork below lands there. */
+	if ((pl->ns_flags & CLONE_NEWPID) && setns(PIDFD_SLOT, CLONE_NEWPID) < 0) {
 		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_SETNS, errno);
 		_exit(126);
 	}
-	/* Nothing of quaverd (sockets, other sandboxes' lifelines) goes into the sandbox. */
-	close_range(STATUS_SLOT + 1, ~0U, 0);
 	pid = fork();
 	if (pid < 0) {
 		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_FORK, errno);
 		_exit(126);
 	}
 	if (pid == 0)
-		child_main(pl);
-	/* The relay must not hold the process's pipes open. */
+		child_main(pl, nfds - CGROUP_SLOT);
+	/* The relay must not hold the process's pipes open; it needs only the status pipe. */
 	close(0);
 	close(1);
 	close(2);
+	close_range(PIDFD_SLOT, ~0U, 0);
 	rec_write(STATUS_SLOT, REC_PID, pid, 0);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
