@@ -5,9 +5,9 @@ tests/sdk/suite.js is given nothing but DAYTONA_API_URL and DAYTONA_API_KEY
 (the state dir's url and token) and prints one line per SDK call it checks:
 "ok <call>" or "FAIL <call>: <the SDK's error>". Each test here runs some of
 its groups, prints the calls exercised and fails on any FAIL line. The
-groups keepalive, process, sessions and pty are not run here yet: they wait
-for quaverd pieces (keep-alive after a streamed download, the process
-runtime, sessions, ptys).
+groups keepalive, sessionlogs and pty are not run here yet: they wait for
+quaverd pieces (keep-alive after a streamed download, sessions' websocket
+logs, ptys).
 
 The SDK is installed by `npm ci` from tests/sdk/package-lock.json when
 tests/sdk/node_modules is missing or holds another SDK version (tools/install-deps installs node and npm).
@@ -170,3 +170,15 @@ def test_sdk_volume_files(sdk_quaverd, pytestconfig):
     """A file uploaded into a sandbox's subpath mount is read back by a sandbox
     that mounts the whole volume."""
     assert_suite(pytestconfig, sdk_quaverd, "volumefiles")
+
+
+def test_sdk_process(sdk_quaverd, pytestconfig):
+    """process.executeCommand (output, exit code, cwd, env, timeout) and
+    codeRun in each language."""
+    assert_suite(pytestconfig, sdk_quaverd, "process")
+
+
+def test_sdk_sessions(sdk_quaverd, pytestconfig):
+    """Sessions: state kept between commands, an async command's exit code and
+    logs, delete."""
+    assert_suite(pytestconfig, sdk_quaverd, "sessions")

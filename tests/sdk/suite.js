@@ -4,7 +4,7 @@
 //
 //   node suite.js GROUP...     groups: prepare control errors volumes
 //                              snapshots files volumefiles keepalive
-//                              process sessions pty
+//                              process sessions sessionlogs pty
 //
 // One line per SDK call checked: "ok <call>" or "FAIL <call>: <error>", then
 // "sdk: N ok, N FAIL". Every check looks at what the call returned (or what
@@ -35,10 +35,23 @@ function describe(err) {
 	return `${name}${status}: ${msg}`;
 }
 
+// One check may take this long; a call that hangs fails instead of holding
+// up the rest.
+const CHECK_TIMEOUT_MS = 20000;
+
+function deadline(ms) {
+	let timer;
+	const promise = new Promise((_, reject) => {
+		timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+	});
+	return { promise, cancel: () => clearTimeout(timer) };
+}
+
 // Runs one check; returns its value, or undefined when it failed.
 async function check(call, fn) {
+	const limit = deadline(CHECK_TIMEOUT_MS);
 	try {
-		const value = await fn();
+		const value = await Promise.race([fn(), limit.promise]);
 		passed++;
 		console.log(`ok ${call}`);
 		return value;
@@ -46,6 +59,8 @@ async function check(call, fn) {
 		failed++;
 		console.log(`FAIL ${call}: ${describe(err)}`);
 		return undefined;
+	} finally {
+		limit.cancel();
 	}
 }
 
@@ -675,14 +690,6 @@ groups.sessions = async () => {
 		return r;
 	});
 
-	await check('process.getSessionCommandLogs (streamed)', async () => {
-		let out = '';
-		let err = '';
-		await proc.getSessionCommandLogs(sid, cmd.cmdId, (c) => (out += c), (c) => (err += c));
-		assert.equal(out, 'out1\nout2\nout3\n');
-		assert.equal(err, 'err1\nerr2\nerr3\n');
-	});
-
 	await check('process.getSessionCommand (exit code)', async () => {
 		const c = await waitFor('exit code', async () => {
 			const now = await proc.getSessionCommand(sid, cmd.cmdId);
@@ -700,6 +707,35 @@ groups.sessions = async () => {
 	await check('process.deleteSession', async () => {
 		await proc.deleteSession(sid);
 		await rejects(proc.getSession(sid), DaytonaNotFoundError);
+	});
+};
+
+groups.sessionlogs = async () => {
+	// getSessionCommandLogs with callbacks follows the logs over a websocket.
+	const sb = await check('Daytona.create (session logs)', async () => create({ labels: { run: RUN } }));
+	const proc = sb.process;
+	const sid = `sdk-logs-${RUN}`;
+	const cmd = await check('process.executeSessionCommand (runAsync, for streamed logs)', async () => {
+		await proc.createSession(sid);
+		const r = await proc.executeSessionCommand(sid, {
+			command: 'for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; exit 4',
+			runAsync: true,
+		});
+		assert.ok(r.cmdId, 'no cmdId');
+		return r;
+	});
+
+	await check('process.getSessionCommandLogs (streamed)', async () => {
+		let out = '';
+		let err = '';
+		await proc.getSessionCommandLogs(sid, cmd.cmdId, (c) => (out += c), (c) => (err += c));
+		assert.equal(out, 'out1\nout2\nout3\n');
+		assert.equal(err, 'err1\nerr2\nerr3\n');
+	});
+
+	await check('process.getSessionCommand after streamed logs', async () => {
+		const c = await proc.getSessionCommand(sid, cmd.cmdId);
+		assert.equal(c.exitCode, 4, 'the logs ended before the command did');
 	});
 };
 
