@@ -179,6 +179,21 @@ groups.control = async () => {
 		assert.equal(js[0].labels['code-toolbox-language'], 'javascript');
 	});
 
+	await check('Daytona.list({labels, limit: 1}) (cursor paging)', async () => {
+		const paged = await listAll(daytona, { labels: { run: RUN }, limit: 1 });
+		const whole = await listAll(daytona, { labels: { run: RUN } });
+		assert.ok(paged.length >= 4, `only ${paged.length} items`);
+		assert.deepEqual(paged.map((s) => s.id), whole.map((s) => s.id));
+	});
+
+	await check('Daytona.list({states})', async () => {
+		const started = await listAll(daytona, { labels: { run: RUN }, states: ['started'] });
+		assert.ok(started.some((s) => s.id === py.id));
+		assert.ok(started.every((s) => s.state === 'started'));
+		const errored = await listAll(daytona, { states: ['error'] });
+		assert.deepEqual(errored.map((s) => s.name), [BROKEN_NAME]);
+	});
+
 	await check('Sandbox.setLabels', async () => {
 		const labels = await py.setLabels({ run: RUN, lang: 'python', team: 'blue' });
 		assert.deepEqual(labels, { run: RUN, lang: 'python', team: 'blue' });
