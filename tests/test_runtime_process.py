@@ -94,6 +94,26 @@ def host_pids_in_namespace(ns):
     return pids
 
 
+def _start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def host_processes_in_namespace(ns):
+    """{host pid: start time} of the processes in pid namespace @ns. Namespace ids
+    are reused once freed, so compare these snapshots, not the id, after a stop."""
+    return {pid: t for pid in host_pids_in_namespace(ns)
+            if (t := _start_time(pid)) is not None}
+
+
+def still_alive(snapshot):
+    """The processes of an earlier snapshot that still exist (same pid, same start)."""
+    return [pid for pid, t in snapshot.items() if _start_time(pid) == t]
+
+
 def host_pids_with_arg(arg):
     """Host pids whose command line contains the argument @arg."""
     pids = []
