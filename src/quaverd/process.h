@@ -71,13 +71,18 @@ int rt_spawn(struct rt_instance *inst, const struct rt_spawn *req, struct rt_pro
 	     size_t why_size);
 /*
  * Reads the relay's reports that arrived (never blocks). Returns true once
- * the exit is known (then the relay is reaped; status_fd stays open until
- * rt_proc_release, so a caller can take it out of its epoll set first).
+ * the exit is known. The process stays a zombie (its pid and group pinned,
+ * so signalling the group stays safe) until status_fd is closed by
+ * rt_proc_close_status or rt_proc_release: do it promptly after the exit,
+ * since a sandbox's stop waits for every zombie of it to go. A caller with
+ * status_fd in an epoll set removes it first.
  */
 bool rt_proc_poll(struct rt_proc *p);
+/* Closes status_fd (the relay then reaps the process) and reaps the relay. */
+void rt_proc_close_status(struct rt_proc *p);
 /* Blocks until the exit is known. */
 void rt_proc_wait(struct rt_proc *p);
-/* Sends @sig to the process's group (nothing once it exited). */
+/* Sends @sig to the process's group (nothing once status_fd is closed). */
 void rt_proc_signal_group(struct rt_proc *p, int sig);
 /* Releases what is left (kills the group with SIGKILL first when it still runs, and waits). */
 void rt_proc_release(struct rt_proc *p);

@@ -153,13 +153,35 @@ static _Noreturn void relay_main(const struct spawn_plan *pl)
 	close(2);
 	close_range(PIDFD_SLOT, ~0U, 0);
 	rec_write(STATUS_SLOT, REC_PID, pid, 0);
-	while (waitpid(pid, &status, 0) < 0) {
+	/*
+	 * Learn the exit without reaping: the zombie keeps its pid (and process
+	 * group) from being reused until quaverd has read the report and closed
+	 * its end, so quaverd never signals a stranger's group.
+	 */
+	for (;;) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0) {
+			status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+							  : si.si_status & 0x7f;
+			break;
+		}
 		if (errno != EINTR) {
 			status = 126 << 8;
 			break;
 		}
 	}
 	rec_write(STATUS_SLOT, REC_EXIT, status, 0);
+	for (;;) {
+		struct pollfd pfd = {.fd = STATUS_SLOT, .events = 0};
+
+		/* A pipe's write end reports POLLERR once its reader is gone. */
+		if (poll(&pfd, 1, -1) > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			break;
+	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
 	_exit(0);
 }
 
@@ -184,11 +206,7 @@ static bool take_record(struct rt_proc *p, const struct rec *r)
 	}
 }
 
-/*
- * Reaps the relay once it reported. The status descriptor stays open until
- * rt_proc_release: a caller may have it in an epoll set, and must remove it
- * before it is closed.
- */
+/* Reaps the relay: it exits once the status descriptor is closed. */
 static void reap_relay(struct rt_proc *p)
 {
 	if (p->relay > 0) {
@@ -214,7 +232,6 @@ bool rt_proc_poll(struct rt_proc *p)
 			if (p->wstatus == 0 && p->fail_stage == RT_STAGE_NONE)
 				p->wstatus = SIGKILL; /* as "killed" */
 			p->exited = true;
-			reap_relay(p);
 			return true;
 		}
 		p->rec_len += (size_t)n;
@@ -225,7 +242,6 @@ bool rt_proc_poll(struct rt_proc *p)
 			p->rec_len = 0;
 			if (take_record(p, &r)) {
 				p->exited = true;
-				reap_relay(p);
 				return true;
 			}
 		}
@@ -244,9 +260,22 @@ void rt_proc_wait(struct rt_proc *p)
 
 void rt_proc_signal_group(struct rt_proc *p, int sig)
 {
-	/* While the relay has not reported the exit, the pid is not reaped, so not reused. */
-	if (!p->exited && p->pid > 0)
+	/*
+	 * Until the status descriptor is closed the process is not reaped (the
+	 * relay waits for that), so its pid still names its group: safe even
+	 * after the exit, when jobs it left in the group still run.
+	 */
+	if (p->status_fd >= 0 && p->pid > 0)
 		kill(-p->pid, sig);
+}
+
+void rt_proc_close_status(struct rt_proc *p)
+{
+	if (p->status_fd >= 0) {
+		close(p->status_fd);
+		p->status_fd = -1;
+	}
+	reap_relay(p);
 }
 
 void rt_proc_release(struct rt_proc *p)
@@ -255,11 +284,7 @@ void rt_proc_release(struct rt_proc *p)
 		rt_proc_signal_group(p, SIGKILL);
 		rt_proc_wait(p);
 	}
-	reap_relay(p);
-	if (p->status_fd >= 0) {
-		close(p->status_fd);
-		p->status_fd = -1;
-	}
+	rt_proc_close_status(p);
 }
 
 int rt_proc_exit_code(const struct rt_proc *p)

@@ -325,9 +325,8 @@ static void source_done(struct session *s, int kind)
 	pthread_mutex_lock(&s->lock);
 	if (kind == SESSION_STATUS) {
 		pump_del(s->pump, s->shell.status_fd);
-		if (s->shell.status_fd >= 0)
-			close(s->shell.status_fd);
-		s->shell.status_fd = -1;
+		/* The shell's zombie and its relay go now: a sandbox's stop waits for them. */
+		rt_proc_close_status(&s->shell);
 	} else {
 		pump_del(s->pump, s->fds[kind]);
 		if (s->fds[kind] >= 0)
@@ -532,14 +531,43 @@ static int pump_add(struct session *s)
 	return 0;
 }
 
-/* Functions printing the markers, sent before the first command. */
-static int write_all(int fd, const char *data, size_t len)
+/* How long a write to a shell's stdin may wait for the shell (or a command) to read. */
+#define INPUT_WAIT_MS 30000
+
+static bool session_ended(struct session *s)
 {
+	bool ended;
+
+	pthread_mutex_lock(&s->lock);
+	ended = s->ended;
+	pthread_mutex_unlock(&s->lock);
+	return ended;
+}
+
+/*
+ * Writes to the (non-blocking) stdin pipe, waiting while it is full, but
+ * not forever: a session deleted meanwhile, or one whose reader never reads
+ * (a detached job holding the pipe), ends the wait.
+ */
+static int write_input(struct session *s, const char *data, size_t len)
+{
+	int64_t deadline = now_mono_ms() + INPUT_WAIT_MS;
+
 	while (len > 0) {
-		ssize_t n = write(fd, data, len);
+		ssize_t n = write(s->stdin_fd, data, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = s->stdin_fd, .events = POLLOUT};
+
+			if (session_ended(s))
+				return -EPIPE;
+			if (now_mono_ms() >= deadline)
+				return -ETIMEDOUT;
+			poll(&pfd, 1, 200);
+			continue;
+		}
 		if (n < 0)
 			return -errno;
 		data += n;
@@ -553,7 +581,7 @@ int session_write_input(struct session *s, const char *data, size_t len)
 	int rc;
 
 	pthread_mutex_lock(&s->write_lock);
-	rc = s->stdin_fd >= 0 ? write_all(s->stdin_fd, data, len) : -EPIPE;
+	rc = s->stdin_fd >= 0 ? write_input(s, data, len) : -EPIPE;
 	pthread_mutex_unlock(&s->write_lock);
 	return rc;
 }
@@ -622,6 +650,7 @@ started:
 	s->fds[0] = out[0];
 	s->fds[1] = err[0];
 	in[1] = out[0] = err[0] = -1;
+	fcntl(s->stdin_fd, F_SETFL, O_NONBLOCK);
 	fcntl(s->fds[0], F_SETFL, O_NONBLOCK);
 	fcntl(s->fds[1], F_SETFL, O_NONBLOCK);
 
@@ -667,9 +696,13 @@ void session_end(struct session *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
-	pthread_mutex_unlock(&s->lock);
-	/* The shell's group: the shell and every job it started (a setsid escapes: see doc). */
+	/*
+	 * The shell's group: the shell and every job it started (a setsid escapes:
+	 * see doc). Under the lock: the pump closes the status (unpinning the pid)
+	 * under it too.
+	 */
 	rt_proc_signal_group(&s->shell, SIGKILL);
+	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_lock(&s->write_lock);
 	if (s->stdin_fd >= 0)
 		close(s->stdin_fd);

@@ -220,6 +220,10 @@ static void exec_command(struct tb_call *c, struct session *s)
 	if (!cmd) {
 		if (rc == -EPIPE)
 			tb_error(c, 410, "SESSION_ENDED", "session %s has ended", s->id);
+		else if (rc == -ETIMEDOUT)
+			tb_error(c, 409, "CONFLICT",
+				 "session %s does not take commands: its shell is not reading",
+				 s->id);
 		else
 			tb_error(c, 500, NULL, "cannot send the command: %s", strerror(-rc));
 		goto out;
@@ -300,7 +304,9 @@ static void command_input(struct tb_call *c, struct session *s, struct session_c
 		goto out;
 	}
 	rc = session_write_input(s, data->valuestring, strlen(data->valuestring));
-	if (rc < 0)
+	if (rc == -ETIMEDOUT)
+		tb_error(c, 409, "CONFLICT", "command %s does not read its input", cmd->id);
+	else if (rc < 0)
 		tb_error(c, 410, "SESSION_ENDED", "session %s has ended", s->id);
 	else
 		tb_reply_empty(c, 200);
