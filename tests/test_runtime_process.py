@@ -355,3 +355,20 @@ def test_every_call_counts_as_activity(make_quaverd):
         assert b.out("true") == ""
         time.sleep(0.2)
     assert q.ok("GET", f"/sandbox/{b.id}")["state"] == "started"
+
+
+def test_stop_ends_a_running_execute(shared_quaverd):
+    import threading
+    b = new_box(shared_quaverd)
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(b.execute("echo started; sleep 60")))
+    worker.start()
+    wait_until("the command to run", lambda: "sleep 60" in b.out("ps -eo args="), timeout=5)
+    started = time.monotonic()
+    b.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 5
+    r = answers[0]
+    assert r.status == 200 and r.data["exitCode"] == 128 + 9, r.data
+    assert r.data["result"] == "started\n"

@@ -37,6 +37,7 @@ _Static_assert(sizeof(struct rec) == sizeof(((struct rt_proc *)0)->rec), "record
 /* Everything the relay and the process need, prepared before the fork. */
 struct spawn_plan {
 	int pidfd;
+	int lifeline;
 	int ns_flags;
 	const struct rt_cgroup *cg;
 	int in, out, err, status;
@@ -48,11 +49,13 @@ struct spawn_plan {
 
 /*
  * The descriptors of the relay and the process: 0-2 stdio, 3 the status
- * pipe, 4 the init's pidfd, from 5 the sandbox's cgroup.procs files.
+ * pipe, 4 the init's pidfd, 5 the read end of the init's lifeline, from 6
+ * the sandbox's cgroup.procs files.
  */
 #define STATUS_SLOT 3
 #define PIDFD_SLOT 4
-#define CGROUP_SLOT 5
+#define LIFELINE_SLOT 5
+#define CGROUP_SLOT 6
 #define MAX_SLOTS (CGROUP_SLOT + RT_NLIMITS + 1)
 
 static void rec_write(int fd, int kind, int value, int err)
@@ -118,7 +121,7 @@ static int place_fds(const int *src, int n)
 
 static _Noreturn void relay_main(const struct spawn_plan *pl)
 {
-	int src[MAX_SLOTS] = {pl->in, pl->out, pl->err, pl->status, pl->pidfd};
+	int src[MAX_SLOTS] = {pl->in, pl->out, pl->err, pl->status, pl->pidfd, pl->lifeline};
 	int nfds = CGROUP_SLOT, status = 0;
 	pid_t pid;
 
@@ -151,7 +154,8 @@ static _Noreturn void relay_main(const struct spawn_plan *pl)
 	close(0);
 	close(1);
 	close(2);
-	close_range(PIDFD_SLOT, ~0U, 0);
+	close(PIDFD_SLOT);
+	close_range(CGROUP_SLOT, ~0U, 0);
 	rec_write(STATUS_SLOT, REC_PID, pid, 0);
 	/*
 	 * Learn the exit without reaping: the zombie keeps its pid (and process
@@ -173,11 +177,17 @@ static _Noreturn void relay_main(const struct spawn_plan *pl)
 		}
 	}
 	rec_write(STATUS_SLOT, REC_EXIT, status, 0);
+	/*
+	 * Until quaverd closes its end (a pipe's write end then reports POLLERR),
+	 * or the sandbox stops: its lifeline closes first, and the namespace
+	 * cannot end while a zombie of it waits for its parent.
+	 */
 	for (;;) {
-		struct pollfd pfd = {.fd = STATUS_SLOT, .events = 0};
+		struct pollfd pfd[2] = {{.fd = STATUS_SLOT, .events = 0},
+					{.fd = LIFELINE_SLOT, .events = POLLIN}};
 
-		/* A pipe's write end reports POLLERR once its reader is gone. */
-		if (poll(&pfd, 1, -1) > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+		if (poll(pfd, 2, -1) > 0 &&
+		    ((pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) || pfd[1].revents))
 			break;
 	}
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -361,6 +371,7 @@ int rt_spawn(struct rt_instance *inst, const struct rt_spawn *req, struct rt_pro
 		goto out;
 	}
 	plan.pidfd = inst->init_pidfd;
+	plan.lifeline = inst->lifeline_rd;
 	plan.ns_flags = inst->ns_flags;
 	plan.cg = &inst->cg;
 	relay = fork();

@@ -96,6 +96,7 @@ static struct rt_instance *table_get_or_add(struct runtime *rt, const char *id)
 		pthread_mutex_init(&inst->lock, NULL);
 		inst->init_pidfd = -1;
 		inst->lifeline_fd = -1;
+		inst->lifeline_rd = -1;
 		inst->refs = 1; /* the table's */
 		inst->sessions = session_table_new(inst);
 		rt->items[rt->nitems++] = inst;
@@ -661,7 +662,6 @@ static int instance_start(struct runtime *rt, struct rt_instance *inst, const ch
 		snprintf(why, sizeof(why), "fork: %s", strerror(errno));
 		goto fail;
 	}
-	close_fd(&lifeline[0]);
 	close_fd(&ready[1]);
 	close_fd(&infop[1]);
 	close_fd(&errp[1]);
@@ -734,7 +734,8 @@ static int instance_start(struct runtime *rt, struct rt_instance *inst, const ch
 	inst->monitor_pid = monitor;
 	inst->init_pid = child;
 	inst->lifeline_fd = lifeline[1];
-	lifeline[1] = -1;
+	inst->lifeline_rd = lifeline[0];
+	lifeline[0] = lifeline[1] = -1;
 	inst->ns_flags = differing_namespaces(child);
 	cJSON_Delete(inst->env);
 	inst->env = base_environment(rt, &info);
@@ -776,14 +777,20 @@ static void instance_stop(struct runtime *rt, struct rt_instance *inst)
 		return;
 	inst->running = false;
 	inst->generation++;
-	/* pid 1 gone = the pid namespace gone: the kernel SIGKILLs every member. */
+	/*
+	 * The lifeline first: relays holding a finished process's zombie for a
+	 * caller let it go (the namespace cannot end before), and the init
+	 * exits. Then pid 1 is killed for good measure: pid 1 gone = the pid
+	 * namespace gone, the kernel SIGKILLs every member.
+	 */
+	close_fd(&inst->lifeline_fd);
 	if (pidfd_send_signal(inst->init_pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
 		log_warn("sandbox %s: killing its init: %s", inst->id, strerror(errno));
-	close_fd(&inst->lifeline_fd);
 	/* bubblewrap exits once its child (the init) is reaped, i.e. the namespace is empty. */
 	while (waitpid(inst->monitor_pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	close_fd(&inst->init_pidfd);
+	close_fd(&inst->lifeline_rd);
 	session_table_clear(inst->sessions);
 	survivors = rt_cgroup_kill(&inst->cg);
 	if (survivors > 0)

@@ -123,6 +123,7 @@ struct rt_instance {
 	pid_t init_pid;	     /* pid 1 of the sandbox, as the host sees it */
 	int init_pidfd;	     /* setns() target */
 	int lifeline_fd;     /* write end of the init's lifeline */
+	int lifeline_rd;     /* its read end, for the relays (they watch it too) */
 	int ns_flags;	     /* CLONE_NEW* of the namespaces a process joins */
 	bool net_blocked;
 	struct rt_cgroup cg;
