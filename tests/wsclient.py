@@ -34,8 +34,14 @@ class Closed(Exception):
 
 
 class WebSocket:
-    def __init__(self, host, port, path, headers=None, protocols=None, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, path, headers=None, protocols=None, timeout=10.0,
+                 rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # before connect, so the window the server sees is small from the start
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rbuf = b""
         self.protocol = None
@@ -94,12 +100,19 @@ class WebSocket:
         return head
 
     def _read_exact(self, n):
-        while len(self.rbuf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.rbuf)))
+        # rbuf is consumed from rpos on, compacted now and then (no copy per frame)
+        if not isinstance(self.rbuf, bytearray):
+            self.rbuf, self.rpos = bytearray(self.rbuf), 0
+        while len(self.rbuf) - self.rpos < n:
+            if self.rpos > 1 << 20:
+                del self.rbuf[: self.rpos]
+                self.rpos = 0
+            chunk = self.sock.recv(max(1 << 18, n - (len(self.rbuf) - self.rpos)))
             if not chunk:
                 raise Closed(self.close_code, self.close_reason)
             self.rbuf += chunk
-        out, self.rbuf = self.rbuf[:n], self.rbuf[n:]
+        out = bytes(self.rbuf[self.rpos : self.rpos + n])
+        self.rpos += n
         return out
 
     def send_frame(self, opcode, payload, fin=True):
@@ -175,8 +188,9 @@ class WebSocket:
         self.sock.close()
 
 
-def connect(base_port, path, token=None, protocols=None, headers=None, timeout=10.0):
+def connect(base_port, path, token=None, protocols=None, headers=None, timeout=10.0,
+            rcvbuf=None):
     hdrs = dict(headers or {})
     if token:
         hdrs["Authorization"] = f"Bearer {token}"
-    return WebSocket("127.0.0.1", base_port, path, hdrs, protocols, timeout)
+    return WebSocket("127.0.0.1", base_port, path, hdrs, protocols, timeout, rcvbuf)

@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "pty.h"
 #include "util.h"
 
 #define PING_INTERVAL_MS 25000
@@ -428,8 +429,6 @@ static int events_upgrade(void *ctx, const struct http_request *req, const char 
 	struct events *ev = ctx;
 	const char *path = req->path;
 
-	(void)offered;
-	(void)noffered;
 	if (!strcmp(path, "/api/socket.io/") || !strcmp(path, "/api/socket.io") ||
 	    !strcmp(path, "/socket.io/")) {
 		const char *eio = http_param(req, "EIO");
@@ -457,6 +456,9 @@ static int events_upgrade(void *ctx, const struct http_request *req, const char 
 			 "Missing or invalid Bearer token in the Authorization header");
 		return 401;
 	}
+	if (!strncmp(path, "/toolbox/", 9))
+		return pty_ws_upgrade(ev->store, req, path + 9, offered, noffered, acc, msg,
+				      msg_size);
 	snprintf(msg, msg_size, "Cannot GET %s", path);
 	return 404;
 }

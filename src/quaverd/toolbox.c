@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "process.h"
+#include "pty.h"
 #include "util.h"
 
 /* ---- errors -------------------------------------------------------------------- */
@@ -448,6 +449,8 @@ static const struct tb_route routes[] = {
     {"user-home-dir", M_GET, reply_dir},
     {"work-dir", M_GET, reply_dir},
     {"version", M_GET, reply_version},
+    {"process/pty", M_GET | M_POST, tb_pty}, /* pty.c, before the process/ prefix */
+    {"process/pty/", M_GET | M_POST | M_DELETE, tb_pty},
     /* A path ending in '/' is a prefix: the handler routes what follows (process.c). */
     {"process/", M_GET | M_POST | M_DELETE, tb_process},
     {"env", M_POST, tb_env},
