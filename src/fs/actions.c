@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "files.h"
 #include "log.h"
 #include "util.h"
 
@@ -570,6 +571,8 @@ static int write_control(struct qfs *fs, const char *data, size_t len, struct co
 
 	if (n == 1 && strcmp(w[0], "flush") == 0) {
 		cache_flush(fs->cache);
+		if (fs->files)
+			files_drop_caches(fs->files);
 		ret = 0;
 	} else if (n >= 3 && strcmp(w[0], "create") == 0 && strcmp(w[1], "sandbox") == 0) {
 		ret = control_create_sandbox(fs, w, n, ch, err);

@@ -19,10 +19,13 @@
 #include "inode.h"
 #include "node.h"
 
+struct files;
+
 struct qfs {
 	struct backend *bk;
 	struct cache *cache;
 	struct inode_table *itab;
+	struct files *files; /* files/ of every sandbox (files.h) */
 	int op_timeout_ms; /* a state change may wait this long */
 	uid_t uid;
 	gid_t gid;

@@ -5,6 +5,9 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +19,11 @@
 #include "backend.h"
 #include "buf.h"
 #include "core.h"
+#include "files.h"
 #include "local.h"
 #include "log.h"
 #include "ops.h"
+#include "ops_internal.h"
 #include "util.h"
 
 #define DEFAULT_CLOUD_URL "https://app.daytona.io/api"
@@ -27,6 +32,8 @@
 
 struct options {
 	char *api_url, *target, *key_file, *state_dir, *quaverd, *log_file, *op_timeout;
+	char *cache_dir, *cache_size;
+	int autostart;
 	char *positional[2];
 	int npositional;
 	int foreground, debug, help, version, secret_option;
@@ -43,6 +50,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("quaverd=%s", quaverd),
 	OPT("log_file=%s", log_file),
 	OPT("op_timeout=%s", op_timeout),
+	OPT("cache_dir=%s", cache_dir),
+	OPT("cache_size=%s", cache_size),
+	{"autostart", offsetof(struct options, autostart), 1},
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
@@ -112,6 +122,11 @@ static void usage(FILE *out)
 		"    -o quaverd=PATH        the quaverd binary to start\n"
 		"    -o log_file=PATH       log there when in the background (default: syslog)\n"
 		"    -o op_timeout=SECONDS  how long a state change may wait (default %d)\n"
+		"    -o cache_dir=DIR       where files/ stages and caches file content (default:\n"
+		"                           $XDG_CACHE_HOME/quaverfs, a 0700 directory of yours)\n"
+		"    -o cache_size=MIB      clean cached file content kept at most (default 1024)\n"
+		"    -o autostart           files/ of a stopped or archived sandbox starts it\n"
+		"                           (default: EHOSTDOWN)\n"
 		"    -o allow_other         let other users in (default_permissions is always on)\n"
 		"    -h, --help             this help, then libfuse's mount options\n"
 		"    -V, --version          versions\n"
@@ -301,6 +316,69 @@ static char *check_mountpoint(const char *arg)
 		return NULL;
 	}
 	return real;
+}
+
+/* ---- SIGHUP: drop every cache ------------------------------------------ */
+
+static sem_t hup_sem;
+static volatile sig_atomic_t hup_stop;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	sem_post(&hup_sem); /* async-signal-safe; the work is done by hup_main */
+}
+
+static void *hup_main(void *arg)
+{
+	struct qfs *fs = arg;
+
+	for (;;) {
+		while (sem_wait(&hup_sem) < 0 && errno == EINTR)
+			;
+		if (hup_stop)
+			return NULL;
+		log_info("SIGHUP: dropping every cache");
+		ops_drop_caches(fs);
+	}
+}
+
+/* After libfuse's handlers: SIGHUP flushes the caches instead of unmounting. */
+static int start_hup(struct qfs *fs, pthread_t *thread)
+{
+	struct sigaction sa;
+
+	if (sem_init(&hup_sem, 0, 0) < 0 || pthread_create(thread, NULL, hup_main, fs) != 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_hup;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	return sigaction(SIGHUP, &sa, NULL);
+}
+
+static void stop_hup(pthread_t thread)
+{
+	hup_stop = 1;
+	sem_post(&hup_sem);
+	pthread_join(thread, NULL);
+	sem_destroy(&hup_sem);
+}
+
+static int parse_cache_size(const char *s, int64_t *bytes)
+{
+	int64_t mib;
+
+	if (!s) {
+		*bytes = 0;
+		return 0;
+	}
+	if (parse_int64(s, 0, INT64_MAX >> 20, &mib) < 0) {
+		fprintf(stderr, "quaverfs: cache_size=%s: a whole number of MiB\n", s);
+		return -1;
+	}
+	*bytes = mib << 20;
+	return 0;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -502,6 +580,8 @@ static void free_startup(struct startup *s)
 	free(s->opt.quaverd);
 	free(s->opt.log_file);
 	free(s->opt.op_timeout);
+	free(s->opt.cache_dir);
+	free(s->opt.cache_size);
 	free(s->opt.positional[0]);
 	free(s->opt.positional[1]);
 	free(s->mountpoint);
@@ -526,11 +606,13 @@ int main(int argc, char *argv[])
 	struct startup s;
 	struct backend *bk = NULL;
 	struct qfs fs;
-	bool fs_ready = false;
+	bool fs_ready = false, hup_ready = false;
+	pthread_t hup_thread;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct dt_error err = {0};
-	char url[1024], fsname[1100], *log_file = NULL;
+	char url[1024], fsname[1100], *log_file = NULL, *cache_dir = NULL;
+	int64_t cache_bytes = 0;
 	int exit_code = 1, ret;
 
 	memset(&s, 0, sizeof(s));
@@ -565,7 +647,12 @@ int main(int argc, char *argv[])
 	log_init("quaverfs", s.opt.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO, LOG_TO_STDERR, NULL);
 	if (parse_op_timeout(s.opt.op_timeout, &s.op_timeout_s) < 0)
 		goto out;
+	if (parse_cache_size(s.opt.cache_size, &cache_bytes) < 0)
+		goto out;
 	if (s.opt.log_file && !(log_file = absolute_path(s.opt.log_file)))
+		goto out;
+	/* Made absolute now: the daemon's working directory becomes /. */
+	if (s.opt.cache_dir && !(cache_dir = absolute_path(s.opt.cache_dir)))
 		goto out;
 
 	s.mountpoint = check_mountpoint(s.opt.positional[s.opt.npositional - 1]);
@@ -600,6 +687,19 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	fs_ready = true;
+	{
+		struct files_config fc = {
+			.cache_base = cache_dir,
+			.autostart = s.opt.autostart != 0,
+			.cache_bytes = cache_bytes,
+		};
+		char msg[PATH_MAX + 200];
+
+		if (files_new(&fs, &fc, &fs.files, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "quaverfs: %s\n", msg);
+			goto out;
+		}
+	}
 	backend_url(bk, url, sizeof(url));
 	if (probe_backend(&fs, url) < 0)
 		goto out;
@@ -620,13 +720,19 @@ int main(int argc, char *argv[])
 		goto out; /* libfuse said why */
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out;
+
 	if (fuse_session_mount(se, s.mountpoint) < 0)
 		goto out; /* libfuse said why */
-	ops_set_session(se);
 	log_info("mounted quaverfs#%s on %s", url, s.mountpoint);
 
 	if (fuse_daemonize(s.opt.foreground) < 0)
 		goto unmount;
+	/* Threads of our own start after the fork of fuse_daemonize, or they would be lost. */
+	ops_set_session(se);
+	if (start_hup(&fs, &hup_thread) < 0)
+		log_warn("cannot set up SIGHUP (it unmounts): %s", strerror(errno));
+	else
+		hup_ready = true;
 	if (!s.opt.foreground) {
 		log_close();
 		if (log_init("quaverfs", LOG_LVL_INFO, log_file ? LOG_TO_FILE : LOG_TO_SYSLOG,
@@ -654,13 +760,18 @@ out:
 		fuse_session_destroy(se);
 	}
 	fuse_loop_cfg_destroy(loop_cfg);
-	if (fs_ready)
+	if (hup_ready)
+		stop_hup(hup_thread);
+	if (fs_ready) {
+		files_free(fs.files);
 		qfs_destroy(&fs);
+	}
 	backend_free(bk);
 	fuse_opt_free_args(&args);
 	fuse_opt_free_args(&session_args);
 	free_startup(&s);
 	free(log_file);
+	free(cache_dir);
 	log_close();
 	return exit_code;
 }

@@ -40,6 +40,7 @@ enum node_kind {
 	NK_SB_SNAPSHOT,
 	NK_SB_PORTS,
 	NK_SB_PORT,	 /* ports/P */
+	NK_SB_FILES,	 /* files/: its inode and everything below live in files.c */
 
 	NK_VOLUME,	 /* volumes/NAME */
 	NK_VOL_ID,

@@ -13,16 +13,19 @@
 #include <string.h>
 
 #include "core.h"
+#include "files.h"
 #include "log.h"
+#include "ops_internal.h"
 #include "util.h"
-
-#define ENTRY_TIMEOUT 1.0
-#define ATTR_TIMEOUT 1.0
-#define NEGATIVE_TIMEOUT 1.0
 /* Probe names never exist here: the kernel may remember that for long. */
 #define PROBE_TIMEOUT 3600.0
 
 static struct fuse_session *session;
+
+struct fuse_session *ops_session(void)
+{
+	return session;
+}
 
 void ops_set_session(struct fuse_session *se)
 {
@@ -47,7 +50,7 @@ void ops_shutdown_finish(void)
  * less the data's age, so that it never believes anything older than the
  * timeout (an object deleted elsewhere is gone within the contract's 2 s).
  */
-static double timeout_left(double timeout, int64_t data_ms)
+double timeout_left(double timeout, int64_t data_ms)
 {
 	double age = (double)(now_mono_ms() - data_ms) / 1000.0;
 
@@ -76,13 +79,13 @@ static bool req_cancelled(void *arg)
 }
 
 /* Between these two, a backend call or wait on this thread ends with EINTR on an interrupt. */
-static void scope_begin(fuse_req_t req)
+void scope_begin(fuse_req_t req)
 {
 	fuse_req_interrupt_func(req, on_interrupt, NULL);
 	core_set_cancel(req_cancelled, req);
 }
 
-static void scope_end(fuse_req_t req)
+void scope_end(fuse_req_t req)
 {
 	core_set_cancel(NULL, NULL);
 	fuse_req_interrupt_func(req, NULL, NULL);
@@ -99,7 +102,7 @@ static bool get_node(fuse_req_t req, fuse_ino_t ino, struct node_info *n)
 }
 
 /* Tells the kernel to drop what a change made stale. Never called holding a lock. */
-static void apply_changes(struct qfs *fs, const struct core_changes *ch)
+void apply_changes(struct qfs *fs, const struct core_changes *ch)
 {
 	uint64_t inos[64];
 
@@ -173,6 +176,8 @@ static int make_entry(struct qfs *fs, struct node_info *child, struct fuse_entry
 	int ret;
 
 	memset(e, 0, sizeof(*e));
+	if (child->kind == NK_SB_FILES)
+		return ofiles_root_entry(fs, child->obj_id, e, err);
 	child->ino = itable_peek(fs->itab, child);
 	ret = core_getattr(fs, child, &e->attr, &data_ms, err);
 	if (ret < 0)
@@ -186,7 +191,7 @@ static int make_entry(struct qfs *fs, struct node_info *child, struct fuse_entry
 	return 0;
 }
 
-static void reply_negative(fuse_req_t req, double timeout)
+void reply_negative(fuse_req_t req, double timeout)
 {
 	struct fuse_entry_param e;
 
@@ -228,6 +233,7 @@ static void qfs_init_op(void *userdata, struct fuse_conn_info *conn)
 	struct qfs *fs = userdata;
 
 	cache_set_gone_hook(fs->cache, on_object_gone, fs);
+	ofiles_init(fs);
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* Listings carry attributes at no extra cost: always use readdirplus. */
@@ -246,6 +252,10 @@ static void qfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(parent)) {
+		ofiles_lookup(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	if (name_is_probe(name) && probes_answered_locally(&dir)) {
@@ -267,16 +277,24 @@ static void qfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 }
 
+static void forget_one(struct qfs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (files_is_ino(ino))
+		files_forget(fs->files, ino, nlookup);
+	else
+		itable_forget(fs->itab, ino, nlookup);
+}
+
 static void qfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	itable_forget(fs_of(req)->itab, ino, nlookup);
+	forget_one(fs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void qfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	for (size_t i = 0; i < count; i++)
-		itable_forget(fs_of(req)->itab, forgets[i].ino, forgets[i].nlookup);
+		forget_one(fs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -290,6 +308,10 @@ static void qfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(ino)) {
+		ofiles_getattr(req, ino);
+		return;
+	}
 	(void)fi;
 	if (!get_node(req, ino, &n))
 		return;
@@ -315,6 +337,10 @@ static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(ino)) {
+		ofiles_setattr(req, ino, attr, to_set, fi);
+		return;
+	}
 	(void)attr;
 	(void)fi;
 	if (!get_node(req, ino, &n))
@@ -354,6 +380,10 @@ static void qfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	char target[NODE_NAME_MAX], path[1024];
 	int ret;
 
+	if (files_is_ino(ino)) {
+		ofiles_readlink(req, ino);
+		return;
+	}
 	if (!get_node(req, ino, &n))
 		return;
 	node_path(&n, path, sizeof(path));
@@ -377,6 +407,10 @@ static void qfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(parent)) {
+		ofiles_mkdir(req, parent, name, mode);
+		return;
+	}
 	(void)mode;
 	if (!get_node(req, parent, &dir))
 		return;
@@ -411,6 +445,10 @@ static void qfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(parent)) {
+		ofiles_rmdir(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	child_path(&dir, name, path, sizeof(path));
@@ -436,6 +474,10 @@ static void qfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(parent)) {
+		ofiles_unlink(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	child_path(&dir, name, path, sizeof(path));
@@ -461,6 +503,10 @@ static void qfs_refuse(fuse_req_t req, const char *what)
 static void qfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		       const char *newname, unsigned int flags)
 {
+	if (files_is_ino(parent) || files_is_ino(newparent)) {
+		ofiles_rename(req, parent, name, newparent, newname, flags);
+		return;
+	}
 	(void)parent;
 	(void)name;
 	(void)newparent;
@@ -545,6 +591,10 @@ static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int acc = fi->flags & O_ACCMODE;
 	int ret = 0;
 
+	if (files_is_ino(ino)) {
+		ofiles_open(req, ino, fi);
+		return;
+	}
 	if (!get_node(req, ino, &n))
 		return;
 	node_path(&n, path, sizeof(path));
@@ -593,6 +643,10 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(parent)) {
+		ofiles_create(req, parent, name, mode, fi);
+		return;
+	}
 	(void)mode;
 	if (!get_node(req, parent, &dir))
 		return;
@@ -635,9 +689,13 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 static void qfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct open_file *fh = open_file_get(fi);
+	struct open_file *fh;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_read(req, ino, size, off, fi);
+		return;
+	}
+	fh = open_file_get(fi);
 	if (off < 0 || (size_t)off >= fh->content.len) {
 		fuse_reply_buf(req, NULL, 0);
 	} else {
@@ -658,7 +716,10 @@ static void qfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 	char path[1024];
 	int ret;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_write(req, ino, buf, size, off, fi);
+		return;
+	}
 	(void)off; /* one command per write, wherever it lands */
 	node_path(&fh->node, path, sizeof(path));
 	log_debug("write %s %zu bytes", path, size);
@@ -689,7 +750,10 @@ static void qfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char path[1024];
 	int ret;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_flush(req, ino, fi);
+		return;
+	}
 	if (!fh->created) {
 		fuse_reply_err(req, 0);
 		return;
@@ -711,7 +775,10 @@ static void qfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
 	struct open_file *fh = (struct open_file *)(uintptr_t)fi->fh;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_release(req, ino, fi);
+		return;
+	}
 	if (fh->created)
 		core_label_pending_drop(fs_of(req), fh->node.obj_id, fh->node.name);
 	open_file_put(fh);
@@ -735,6 +802,10 @@ static void qfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	char path[1024];
 	int ret;
 
+	if (files_is_ino(ino)) {
+		ofiles_opendir(req, ino, fi);
+		return;
+	}
 	if (!get_node(req, ino, &n))
 		return;
 	node_path(&n, path, sizeof(path));
@@ -802,6 +873,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				}
 				if (ret < 0)
 					break;
+			} else if (entry->kind == NK_SB_FILES) {
+				e.attr.st_ino = files_root_ino(fs->files, entry->obj_id);
+				e.attr.st_mode = S_IFDIR;
 			} else {
 				e.attr.st_ino = itable_peek(fs->itab, entry);
 				e.attr.st_mode = kind_info(entry->kind)->mode;
@@ -835,12 +909,20 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void qfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
+	if (files_is_ino(ino)) {
+		ofiles_readdir(req, ino, size, off, fi, false);
+		return;
+	}
 	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void qfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			    struct fuse_file_info *fi)
 {
+	if (files_is_ino(ino)) {
+		ofiles_readdir(req, ino, size, off, fi, true);
+		return;
+	}
 	do_readdir(req, ino, size, off, fi, true);
 }
 
@@ -848,7 +930,10 @@ static void qfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 {
 	struct dir_handle *dh = (struct dir_handle *)(uintptr_t)fi->fh;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_releasedir(req, ino, fi);
+		return;
+	}
 	free(dh->entries);
 	free(dh);
 	fuse_reply_err(req, 0);
@@ -859,13 +944,68 @@ static void qfs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs st;
 
-	(void)ino;
+	if (files_is_ino(ino)) {
+		ofiles_statfs(req, ino);
+		return;
+	}
 	memset(&st, 0, sizeof(st));
 	st.f_bsize = 4096;
 	st.f_frsize = 4096;
 	st.f_files = itable_count(fs_of(req)->itab);
 	st.f_namemax = 255;
 	fuse_reply_statfs(req, &st);
+}
+
+/* Control files are written through at once: nothing is left for fsync to do. */
+static void qfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	if (files_is_ino(ino)) {
+		ofiles_fsync(req, ino, datasync, fi);
+		return;
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void qfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* No node has extended attributes (the API has none): ENOTSUP, for reads and writes. */
+static void qfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void qfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void qfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	(void)size;
+	fuse_reply_err(req, ENOTSUP);
+}
+
+static void qfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
 }
 
 const struct fuse_lowlevel_ops quaverfs_ops = {
@@ -894,4 +1034,10 @@ const struct fuse_lowlevel_ops quaverfs_ops = {
 	.releasedir = qfs_releasedir,
 	.statfs = qfs_statfs,
 	.create = qfs_create,
+	.fsync = qfs_fsync,
+	.fsyncdir = qfs_fsyncdir,
+	.setxattr = qfs_setxattr,
+	.getxattr = qfs_getxattr,
+	.listxattr = qfs_listxattr,
+	.removexattr = qfs_removexattr,
 };
