@@ -27,6 +27,7 @@
 #include "api.h"
 #include "log.h"
 #include "pty.h"
+#include "ws_logs.h"
 #include "util.h"
 
 #define PING_INTERVAL_MS 25000
@@ -423,6 +424,45 @@ static const struct ws_handler sio_handler = {
 
 /* ---- routing ----------------------------------------------------------------- */
 
+/* "{sandbox}/process/session/{sid}/command/{cid}/logs": the follow websocket. */
+static int logs_upgrade(struct events *ev, const struct http_request *req, const char *rest,
+			struct ws_accept *acc, char *msg, size_t msg_size)
+{
+	char copy[1024], *segs[7], *save = NULL;
+	struct store_sandbox_info info;
+	struct store_err err;
+	size_t n = 0;
+	int rc;
+
+	copy_str(copy, sizeof(copy), rest);
+	for (char *t = strtok_r(copy, "/", &save); t && n < ARRAY_SIZE(segs);
+	     t = strtok_r(NULL, "/", &save))
+		segs[n++] = t;
+	if (n != 7 || strcmp(segs[1], "process") || strcmp(segs[2], "session") ||
+	    strcmp(segs[4], "command") || strcmp(segs[6], "logs")) {
+		snprintf(msg, msg_size, "Cannot GET %s", req->path);
+		return 404;
+	}
+	rc = store_sandbox_get(ev->store, segs[0], &info, &err);
+	if (rc == 0 && strcmp(info.id, segs[0])) {
+		store_sandbox_info_free(&info);
+		rc = -ENOENT;
+	}
+	if (rc < 0) {
+		snprintf(msg, msg_size, "Sandbox with ID %s not found", segs[0]);
+		return rc == -ENOENT ? 404 : 500;
+	}
+	rc = strcmp(info.state, "started");
+	if (rc)
+		snprintf(msg, msg_size, "Sandbox %s is not started (state: %s)", segs[0],
+			 info.state);
+	store_sandbox_info_free(&info);
+	if (rc)
+		return 409;
+	store_touch(ev->store, segs[0]);
+	return ws_logs_upgrade(ev->store, segs[0], segs[3], segs[5], acc, msg, msg_size);
+}
+
 static int events_upgrade(void *ctx, const struct http_request *req, const char *const *offered,
 			  size_t noffered, struct ws_accept *acc, char *msg, size_t msg_size)
 {
@@ -456,6 +496,8 @@ static int events_upgrade(void *ctx, const struct http_request *req, const char 
 			 "Missing or invalid Bearer token in the Authorization header");
 		return 401;
 	}
+	if (!strncmp(path, "/toolbox/", 9) && strstr(path, "/process/session/"))
+		return logs_upgrade(ev, req, path + 9, acc, msg, msg_size);
 	if (!strncmp(path, "/toolbox/", 9))
 		return pty_ws_upgrade(ev->store, req, path + 9, offered, noffered, acc, msg,
 				      msg_size);
