@@ -227,3 +227,18 @@ def test_envs_subprotocol(shared_quaverd, sandbox):
     t.wait_output(r"z-yy\r\n")
     t.type("exit\r")
     t.wait_closed()
+
+
+def test_quaverd_stops_cleanly_with_a_busy_terminal(quaverd):
+    """SIGTERM while a shell floods two clients: quaverd exits 0 (the fixture
+    checks) and the clients see the connection end."""
+    q = quaverd
+    sb = create_sandbox(q)
+    wait_sandbox(q, sb["id"], "started")
+    a = Term(q, tb(sb["id"], "process/pty/create-connect?id=busy"))
+    b = Term(q, tb(sb["id"], "process/pty/busy/connect"), read=False)
+    a.type("yes flood\r")
+    a.wait_output(r"flood\r\nflood")
+    q.stop()
+    a.wait_closed(timeout=15)
+    b.ws.sock.close()

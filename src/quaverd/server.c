@@ -1372,6 +1372,9 @@ static void free_server(struct http_server *srv)
 {
 	struct job *rest;
 
+	/* first, so no producer thread pokes a context being destroyed */
+	ws_hub_free(srv->hub);
+	srv->hub = NULL;
 	if (srv->lws)
 		lws_context_destroy(srv->lws); /* closes connections: jobs get orphaned or freed */
 	srv->lws = NULL;
@@ -1379,7 +1382,6 @@ static void free_server(struct http_server *srv)
 		ws_conn_closed(srv->pending);
 		srv->pending = NULL;
 	}
-	ws_hub_free(srv->hub);
 	/* jobs the workers finished but nobody collected: all orphaned now */
 	rest = srv->done_head;
 	while (rest) {

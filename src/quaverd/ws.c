@@ -35,7 +35,8 @@ struct ws_msg {
 };
 
 struct ws_hub {
-	struct lws_context *lws;
+	struct lws_context *lws; /* NULL once the server is gone: nothing to wake */
+	atomic_int refs;	 /* the server's and one per connection */
 	pthread_mutex_t lock;
 	struct ws_conn *wake_head; /* connections wanting WRITEABLE */
 };
@@ -74,8 +75,17 @@ struct ws_hub *ws_hub_new(struct lws_context *lws)
 	if (!hub)
 		return NULL;
 	hub->lws = lws;
+	atomic_init(&hub->refs, 1);
 	pthread_mutex_init(&hub->lock, NULL);
 	return hub;
+}
+
+static void hub_unref(struct ws_hub *hub)
+{
+	if (atomic_fetch_sub(&hub->refs, 1) != 1)
+		return;
+	pthread_mutex_destroy(&hub->lock);
+	free(hub);
 }
 
 void ws_hub_free(struct ws_hub *hub)
@@ -92,10 +102,13 @@ void ws_hub_free(struct ws_hub *hub)
 		ws_conn_unref(conn);
 		pthread_mutex_lock(&hub->lock);
 	}
+	/*
+	 * A producer thread (a pty reader, a log follower) may still hold a
+	 * connection and try to wake us: the hub outlives the context, inert.
+	 */
+	hub->lws = NULL;
 	pthread_mutex_unlock(&hub->lock);
-	/* producers (ws_ops users) are stopped before the server: nobody wakes us now */
-	pthread_mutex_destroy(&hub->lock);
-	free(hub);
+	hub_unref(hub);
 }
 
 struct ws_conn *ws_conn_new(struct ws_hub *hub, const struct ws_accept *acc, const char *peer)
@@ -105,6 +118,7 @@ struct ws_conn *ws_conn_new(struct ws_hub *hub, const struct ws_accept *acc, con
 	if (!conn)
 		return NULL;
 	conn->hub = hub;
+	atomic_fetch_add(&hub->refs, 1);
 	atomic_init(&conn->refs, 1);
 	conn->handler = acc->handler;
 	conn->arg = acc->arg;
@@ -137,6 +151,7 @@ void ws_conn_unref(struct ws_conn *conn)
 	drop_queue(conn);
 	buf_free(&conn->rx);
 	pthread_mutex_destroy(&conn->lock);
+	hub_unref(conn->hub);
 	free(conn);
 }
 
