@@ -485,9 +485,12 @@ def send_chunked(q, method, path, chunks):
         conn.putheader("Content-Type", "application/json")
         conn.putheader("Transfer-Encoding", "chunked")
         conn.endheaders()
-        for chunk in chunks:
-            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        conn.send(b"0\r\n\r\n")
+        try:
+            for chunk in chunks:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a refusal may come before the body is read; read the answer
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
