@@ -326,6 +326,8 @@ static void run_and_reply(struct tb_call *c, struct rt_instance *inst, const cha
 		reply_result(c, rt_proc_exit_code(&proc), &res.output, res.dropped, "");
 	}
 	rt_proc_release(&proc);
+	/* A long command is activity until its end, not only at its start (auto-stop). */
+	store_touch(c->store, inst->id);
 out:
 	for (int i = 0; i < 2; i++) {
 		if (out[i] >= 0)

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -136,8 +136,9 @@ static _Noreturn void relay_main(const struct spawn_plan *pl)
 	close_range((unsigned)nfds, ~0U, 0);
 	/* The status pipe must not survive the program's exec (its EOF means "relay gone"). */
 	fcntl(STATUS_SLOT, F_SETFD, FD_CLOEXEC);
+	/* The raw call: glibc's wrapper would try to reach quaverd's other threads. */
 	if (pl->drop_groups)
-		setgroups(0, NULL);
+		syscall(SYS_setgroups, 0, NULL);
 	/* Only the pid namespace: it applies to the children, so the fork below lands there. */
 	if ((pl->ns_flags & CLONE_NEWPID) && setns(PIDFD_SLOT, CLONE_NEWPID) < 0) {
 		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_SETNS, errno);

@@ -235,6 +235,7 @@ static void exec_command(struct tb_call *c, struct session *s)
 		tb_json(c, 202, o);
 	} else {
 		session_wait_cmd(s, cmd);
+		store_touch(c->store, c->view.sandbox_id); /* activity until its end */
 		reply_exec(c, s, cmd);
 	}
 	session_unpin_cmd(s, cmd);
