@@ -268,6 +268,15 @@ def test_limits_are_enforced_or_reported(shared_quaverd):
         pass  # the quota file lives in the v2 tree
     else:
         assert "cpu not enforced" in line, line
+    # Its processes are in its cgroups (quaverd's relays are not).
+    tag = unique_sleep()
+    b.out(f"sleep {tag} >/dev/null 2>&1 < /dev/null & true")
+    pid = wait_until("the sleeper", lambda: host_pids_with_arg(tag), timeout=5)[0]
+    with open(f"/proc/{pid}/cgroup") as f:
+        groups = f.read()
+    for controller in ("cpu", "memory", "pids"):
+        if re.search(rf"{controller} cgroup v1", line):
+            assert re.search(rf"^\d+:[^:]*\b{controller}\b[^:]*:.*/{b.id}$", groups, re.M), groups
     b.stop()
     # The sandbox's cgroups go with its processes.
     assert glob.glob(f"/sys/fs/cgroup/*/quaverd-*/{b.id}") == []

@@ -4,18 +4,17 @@
  * and 7.6 (execute, code-run, env). Sessions (7.3) are in session.h.
  *
  * How a process starts: quaverd forks a relay; the relay (single-threaded)
- * keeps only the descriptors it needs, drops its supplementary groups,
- * joins the pid namespace of the sandbox's init (which applies to its
- * children) and forks the process, a member of the sandbox's pid namespace
- * from its first instruction. Still quaverd's user, the process moves into
- * the sandbox's cgroups, then joins every other namespace of the init with
- * one setns(pidfd): user (uid 1000 there), mount (which also sets its
- * root), uts, ipc, cgroup, network. It makes its own session and process
- * group, resets signals, sets no_new_privs, changes to its directory and
- * executes; exec drops every capability since uid 1000 is not root there.
- * The relay stays out of the sandbox's cgroups (it is quaverd's helper),
- * reports the process's pid and, later, its wait status over a pipe, then
- * exits.
+ * keeps only the descriptors it needs, drops its supplementary groups and
+ * joins every namespace of the sandbox's init with one setns(pidfd): user
+ * (uid 1000 there), mount (which also sets its root), pid (for its
+ * children), uts, ipc, network. It forks the process, a member of the
+ * sandbox's pid namespace, which moves itself into the sandbox's cgroups
+ * (the relay stays out: it is quaverd's helper), makes its own session and
+ * process group, resets signals, sets no_new_privs, changes to its
+ * directory and executes; exec drops every capability since uid 1000 is
+ * not root there. The relay reports the process's pid and, later, its wait
+ * status over a pipe, then exits. There is no cgroup namespace: a process
+ * that reads /proc/self/cgroup sees quaverd-TAG/SANDBOX_ID.
  */
 #ifndef QUAVERD_PROCESS_H
 #define QUAVERD_PROCESS_H
@@ -46,7 +45,14 @@ struct rt_spawn {
 	int stderr_fd;	 /* -1: /dev/null */
 };
 
-enum rt_stage { RT_STAGE_NONE, RT_STAGE_SETNS, RT_STAGE_FORK, RT_STAGE_CHDIR, RT_STAGE_EXEC };
+enum rt_stage {
+	RT_STAGE_NONE,
+	RT_STAGE_SETNS,
+	RT_STAGE_FORK,
+	RT_STAGE_CGROUP,
+	RT_STAGE_CHDIR,
+	RT_STAGE_EXEC
+};
 
 /* A process started by rt_spawn. */
 struct rt_proc {

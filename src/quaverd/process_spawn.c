@@ -72,16 +72,15 @@ static _Noreturn void child_main(const struct spawn_plan *pl, int ncgroups)
 	sigset_t none;
 
 	/*
-	 * Still quaverd's user here: into the sandbox's cgroups first (the relay
-	 * stays out of them: it is quaverd's helper), then into every other
-	 * namespace at once. Once in the sandbox's user namespace it could not:
-	 * bubblewrap nests that one below the owner of the others.
+	 * Into the sandbox's cgroups; the relay, its parent, stays out of them
+	 * (it is quaverd's helper). Allowed here as quaverd's uid outside.
 	 */
-	for (int i = 0; i < ncgroups; i++)
-		(void)!write(CGROUP_SLOT + i, "0", 1);
-	if (setns(PIDFD_SLOT, pl->ns_flags & ~CLONE_NEWPID) < 0) {
-		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_SETNS, errno);
-		_exit(127);
+	for (int i = 0; i < ncgroups; i++) {
+		/* Never run outside the sandbox's limits. */
+		if (write(CGROUP_SLOT + i, "0", 1) != 1) {
+			rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_CGROUP, errno);
+			_exit(127);
+		}
 	}
 	close_range(PIDFD_SLOT, ~0U, 0);
 	/* Its own session and process group: a timeout or a delete kills the group. */
@@ -139,8 +138,14 @@ static _Noreturn void relay_main(const struct spawn_plan *pl)
 	/* The raw call: glibc's wrapper would try to reach quaverd's other threads. */
 	if (pl->drop_groups)
 		syscall(SYS_setgroups, 0, NULL);
-	/* Only the pid namespace: it applies to the children, so the fork below lands there. */
-	if ((pl->ns_flags & CLONE_NEWPID) && setns(PIDFD_SLOT, CLONE_NEWPID) < 0) {
+	/*
+	 * Every namespace at once, the user namespace with the others: an
+	 * unprivileged quaverd may join the pid namespace only so, and once in
+	 * the sandbox's user namespace no other join would be allowed
+	 * (bubblewrap nests it below the owner of the others). The pid
+	 * namespace applies to the children: the fork below lands there.
+	 */
+	if (setns(PIDFD_SLOT, pl->ns_flags) < 0) {
 		rec_write(STATUS_SLOT, REC_FAIL, RT_STAGE_SETNS, errno);
 		_exit(126);
 	}
@@ -326,6 +331,9 @@ void rt_proc_failure(const struct rt_proc *p, const char *cwd, const char *progr
 		break;
 	case RT_STAGE_FORK:
 		snprintf(out, size, "fork: %s", why);
+		break;
+	case RT_STAGE_CGROUP:
+		snprintf(out, size, "joining the sandbox's cgroups: %s", why);
 		break;
 	default:
 		out[0] = '\0';

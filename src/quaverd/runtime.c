@@ -473,7 +473,6 @@ static void build_bwrap_argv(struct runtime *rt, const struct store_sandbox_info
 	argv_add(a, "--unshare-pid");
 	argv_add(a, "--unshare-ipc");
 	argv_add(a, "--unshare-uts");
-	argv_add(a, "--unshare-cgroup-try");
 	argv_add(a, "--hostname");
 	argv_add(a, info->name);
 	if (block_net)
