@@ -741,6 +741,19 @@ void cache_flush(struct cache *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+struct cobj *cache_peek(struct cache *c, enum obj_type t, const char *id)
+{
+	struct cobj *o = NULL;
+	ssize_t i;
+
+	pthread_mutex_lock(&c->lock);
+	i = find_id(&c->colls[t], id);
+	if (i >= 0)
+		o = cobj_ref(c->colls[t].items[i]);
+	pthread_mutex_unlock(&c->lock);
+	return o;
+}
+
 bool cache_count(struct cache *c, enum obj_type t, size_t *n)
 {
 	bool known;

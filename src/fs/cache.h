@@ -80,6 +80,8 @@ void cache_mark_stale(struct cache *c, enum obj_type t, const char *id);
 void cache_drop(struct cache *c, enum obj_type t, const char *id);
 /* Forgets everything: the next use of anything asks the backend. */
 void cache_flush(struct cache *c);
+/* The cached object with id @id, however old, without a request; NULL when none. */
+struct cobj *cache_peek(struct cache *c, enum obj_type t, const char *id);
 /* The number of objects of the last listing; false when never listed. */
 bool cache_count(struct cache *c, enum obj_type t, size_t *n);
 

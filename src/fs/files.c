@@ -419,6 +419,9 @@ void fnode_set_server(struct files *f, struct fnode *fn, const struct fattr *a, 
 	(void)f;
 	if (fn->dirty || fn->local_only || fnode_is_root(fn))
 		return;
+	/* An answer older than what the node knows (a listing made before an upload) is stale. */
+	if (fn->attr_known && at_ms < fn->attr_ms)
+		return;
 	/* A time set here lasts until the sandbox's file changes. */
 	if (fn->ov_set && !fn->ov_pending && !ts_equal(&a->mtime, &fn->ov_srv_mtime))
 		fn->ov_set = false;
@@ -586,6 +589,21 @@ void listing_remove(struct files *f, const char *sb_id, const char *dir, const c
 	e = listing_entry(l, name);
 	if (e)
 		e->dead = true;
+}
+
+void dir_touched(struct files *f, const char *sb_id, const char *dir)
+{
+	struct fnode *fn = fnode_by_path(f, sb_id, dir);
+
+	if (!fn)
+		return;
+	fn->touched_ms = now_mono_ms();
+	if (fn->ov_set) {
+		/* A new or removed entry changes a directory's mtime, as on a disk. */
+		fn->ov_set = false;
+		if (fn->nlookup && f->inval.inode)
+			f->inval.inode(f->inval.arg, fn->ino, -1, 0);
+	}
 }
 
 void listing_drop_tree(struct files *f, const char *sb_id, const char *path)
@@ -1216,6 +1234,7 @@ int files_lookup(struct files *f, uint64_t parent, const char *name, struct file
 	struct fnode *dir, *fn;
 	struct listing *l = NULL;
 	struct fattr a;
+	int64_t asked;
 	int ret;
 
 	if (!name_is_file_name(name))
@@ -1251,10 +1270,13 @@ int files_lookup(struct files *f, uint64_t parent, const char *name, struct file
 	}
 	/* Past the listing's limit: ask for the name itself. */
 	pthread_mutex_unlock(&f->lock);
+	asked = now_mono_ms();
 	ret = files_info(f, sb_id, path, &a, err);
 	pthread_mutex_lock(&f->lock);
-	if (ret == 0)
-		ret = entry_for(f, sb_id, path, &a, now_mono_ms(), e, err);
+	if (ret == 0) {
+		listing_upsert(f, sb_id, dir_path, name, &a);
+		ret = entry_for(f, sb_id, path, &a, asked, e, err);
+	}
 out:
 	pthread_mutex_unlock(&f->lock);
 	fnode_unpin(f, dir);
@@ -1339,7 +1361,6 @@ void files_node_path(struct files *f, uint64_t ino, const char *name, char *out,
 {
 	struct fnode *fn;
 	struct cobj *o = NULL;
-	struct dt_error err;
 	char sb_id[OBJ_ID_MAX] = "", path[PATH_MAX] = "";
 
 	pthread_mutex_lock(&f->lock);
@@ -1350,8 +1371,8 @@ void files_node_path(struct files *f, uint64_t ino, const char *name, char *out,
 	}
 	pthread_mutex_unlock(&f->lock);
 	/* The name as the user knows it, if the cache has it (no request for a log line). */
-	if (sb_id[0] && cache_lookup(f->fs->cache, OBJ_SANDBOX, sb_id, false, false, &o, &err) < 0)
-		o = NULL;
+	if (sb_id[0])
+		o = cache_peek(f->fs->cache, OBJ_SANDBOX, sb_id);
 	snprintf(out, size, "sandboxes/%s/files%s%s%s", o ? cobj_name(o) : sb_id,
 		 strcmp(path, "/") == 0 ? "" : path, name ? "/" : "", name ? name : "");
 	cobj_put(o);

@@ -45,6 +45,23 @@ out:
 	return ret;
 }
 
+/* True when a fresh listing of @path's directory says it is not there. */
+static bool absent_in_listing(struct files *f, const char *sb_id, const char *path)
+{
+	char dir[PATH_MAX];
+	const char *name = path_split(path, dir, sizeof(dir));
+	struct listing *l;
+	struct lent *e;
+	bool absent;
+
+	pthread_mutex_lock(&f->lock);
+	l = listing_find(f, sb_id, dir);
+	e = listing_fresh(l, now_mono_ms()) ? listing_entry(l, name) : NULL;
+	absent = listing_fresh(l, now_mono_ms()) && !l->truncated && (!e || e->dead);
+	pthread_mutex_unlock(&f->lock);
+	return absent;
+}
+
 int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 		struct files_entry *e, struct dt_error *err)
 {
@@ -65,8 +82,12 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 	pthread_mutex_unlock(&f->lock);
 	if (ret < 0)
 		goto out;
-	/* The API makes parents and accepts an existing directory: ask first. */
-	ret = files_info(f, sb_id, path, &a, err);
+	/*
+	 * The API makes parents and accepts an existing directory: look first,
+	 * in the parent's fresh listing (as the kernel's lookup just did), else
+	 * with GET /files/info.
+	 */
+	ret = absent_in_listing(f, sb_id, path) ? -ENOENT : files_info(f, sb_id, path, &a, err);
 	if (ret == 0) {
 		ret = files_fail(err, EEXIST, "%s exists", path);
 		goto out;
@@ -89,6 +110,7 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 
 		path_split(path, dir_path, sizeof(dir_path));
 		listing_upsert(f, sb_id, dir_path, name, &a);
+		dir_touched(f, sb_id, dir_path);
 	}
 	fn = fnode_get(f, sb_id, path);
 	if (!fn) {
@@ -117,6 +139,7 @@ static void forget_name(struct files *f, const char *sb_id, const char *path)
 	pthread_mutex_lock(&f->lock);
 	listing_remove(f, sb_id, dir_path, name);
 	listing_drop_tree(f, sb_id, path);
+	dir_touched(f, sb_id, dir_path);
 	fn = fnode_by_path(f, sb_id, path);
 	if (fn) {
 		/* Open handles go on with the copy; nothing of it is uploaded any more. */
@@ -391,6 +414,8 @@ int files_rename(struct files *f, uint64_t parent, const char *name, uint64_t ne
 	listing_drop_tree(f, sb_id, src);
 	listing_drop_tree(f, sb_id, dst);
 	listing_upsert(f, sb_id, dst_dir, newname, &na);
+	dir_touched(f, sb_id, src_dir);
+	dir_touched(f, sb_id, dst_dir);
 	if (fnode_rekey_tree(f, sb_id, src, dst) < 0)
 		log_warn("files: out of memory following the rename of %s", src);
 	if (fn) {

@@ -37,7 +37,8 @@ struct fnode {
 
 	bool attr_known;
 	struct fattr attr;
-	int64_t attr_ms; /* when the sandbox said so (monotonic) */
+	int64_t attr_ms;    /* when the sandbox said so (monotonic) */
+	int64_t touched_ms; /* a directory: when quaverfs last changed what it holds */
 
 	bool local_only; /* created here, not yet in the sandbox */
 	bool dirty;	 /* the staged copy is newer than the sandbox's file */
@@ -146,6 +147,15 @@ struct lent *listing_entry(struct listing *l, const char *name);
 void listing_upsert(struct files *f, const char *sb_id, const char *dir, const char *name,
 		    const struct fattr *a);
 void listing_remove(struct files *f, const char *sb_id, const char *dir, const char *name);
+/*
+ * Quaverfs changed (or, creating a file, is about to change) what directory
+ * @dir holds, so its mtime changes in the sandbox: a time set on it by
+ * utimens is gone, as on a disk, and a utimens on it asks for the new mtime.
+ * Its cached attributes are otherwise shown until they expire (as after a
+ * change made in the sandbox; asking after every file written into it would
+ * double the requests).
+ */
+void dir_touched(struct files *f, const char *sb_id, const char *dir);
 /* Forgets the listings of @path and everything below it. */
 void listing_drop_tree(struct files *f, const char *sb_id, const char *path);
 static inline bool listing_fresh(const struct listing *l, int64_t now)

@@ -106,13 +106,15 @@ int files_upload_node(struct files *f, struct fnode *fn, struct staged *st, cons
 			fn->ov_set = false;
 		}
 	}
+	name = path_split(path, dir, sizeof(dir));
 	if (known) {
 		fnode_set_server(f, fn, &a, now);
-		name = path_split(path, dir, sizeof(dir));
 		listing_upsert(f, sb_id, dir, name, &a);
 	} else {
 		fn->attr_known = false;
 	}
+	/* The upload replaced the file by a rename in its directory. */
+	dir_touched(f, sb_id, dir);
 	pthread_mutex_unlock(&f->lock);
 	/* The mtime is the sandbox's now. */
 	inval_inode(f, fn->ino, -1, 0);
@@ -160,6 +162,7 @@ int files_open(struct files *f, uint64_t ino, int flags, struct files_handle **o
 	struct staged *st;
 	struct fattr a, told;
 	bool ours, told_known;
+	int64_t asked;
 	int ret = 0;
 
 	*keep_cache = false;
@@ -181,6 +184,7 @@ int files_open(struct files *f, uint64_t ino, int flags, struct files_handle **o
 	pthread_mutex_unlock(&f->lock);
 
 	/* Close-to-open: what the sandbox has now decides whether old bytes still count. */
+	asked = now_mono_ms();
 	if (!ours) {
 		ret = files_info(f, sb_id, path, &a, err);
 		if (ret == 0 && S_ISDIR(a.mode))
@@ -191,7 +195,7 @@ int files_open(struct files *f, uint64_t ino, int flags, struct files_handle **o
 
 	pthread_mutex_lock(&f->lock);
 	if (!ours)
-		fnode_set_server(f, fn, &a, now_mono_ms());
+		fnode_set_server(f, fn, &a, asked);
 	if (!fn->st) {
 		ret = stage_new(f->sd, &fn->st, err);
 		if (ret == 0 && !ours) {
@@ -310,6 +314,12 @@ int files_create(struct files *f, uint64_t parent, const char *name, mode_t mode
 	}
 	mirror_local(f, fn, st);
 	pthread_mutex_lock(&f->lock);
+	{
+		char dir_path[PATH_MAX];
+
+		path_split(path, dir_path, sizeof(dir_path));
+		dir_touched(f, sb_id, dir_path);
+	}
 	fnode_ref(f, fn);
 	e->ino = fn->ino;
 	fnode_stat(f, fn, &e->attr);
@@ -524,6 +534,7 @@ static int set_mtime(struct files *f, struct fnode *fn, const struct timespec *w
 	struct staged *st;
 	struct fattr a;
 	bool ours, known;
+	int64_t asked;
 	int ret;
 
 	node_where(f, fn, sb_id, sizeof(sb_id), path, sizeof(path));
@@ -531,10 +542,13 @@ static int set_mtime(struct files *f, struct fnode *fn, const struct timespec *w
 		return 0;
 	pthread_mutex_lock(&f->lock);
 	ours = fn->local_only || fn->dirty;
-	known = fn->attr_known && now_mono_ms() - fn->attr_ms < FILES_TTL_MS;
-	a = fn->attr;
 	st = fn->st;
+	/* Fresh, and no later than a change made here in it (for a directory). */
+	known = fn->attr_known && now_mono_ms() - fn->attr_ms < FILES_TTL_MS &&
+		fn->attr_ms > fn->touched_ms;
+	a = fn->attr;
 	pthread_mutex_unlock(&f->lock);
+	asked = now_mono_ms();
 	if (!ours && !known) {
 		/* The time holds for the sandbox's file as it is now: learn which that is. */
 		ret = files_info(f, sb_id, path, &a, err);
@@ -544,8 +558,8 @@ static int set_mtime(struct files *f, struct fnode *fn, const struct timespec *w
 	if (st)
 		pthread_mutex_lock(&st->lock);
 	pthread_mutex_lock(&f->lock);
-	if (!ours)
-		fnode_set_server(f, fn, &a, now_mono_ms());
+	if (!ours && !known)
+		fnode_set_server(f, fn, &a, asked);
 	fn->ov_set = true;
 	fn->ov_mtime = *when;
 	ours = fn->local_only || fn->dirty;
@@ -553,7 +567,7 @@ static int set_mtime(struct files *f, struct fnode *fn, const struct timespec *w
 	if (ours)
 		fn->ov_gen = st ? st->gen : 0;
 	else
-		fn->ov_srv_mtime = fn->attr.mtime;
+		fn->ov_srv_mtime = a.mtime;
 	pthread_mutex_unlock(&f->lock);
 	if (st)
 		pthread_mutex_unlock(&st->lock);

@@ -155,6 +155,7 @@ void ofiles_getattr(fuse_req_t req, fuse_ino_t ino)
 	int64_t data_ms;
 	int ret;
 
+	log_debug("files getattr %lx", (unsigned long)ino);
 	scope_begin(req);
 	ret = files_getattr(files_of(req), ino, &st, &data_ms, &err);
 	scope_end(req);
@@ -173,6 +174,7 @@ void ofiles_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_se
 	int64_t data_ms;
 	int set = 0, ret;
 
+	log_debug("files setattr %lx", (unsigned long)ino);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		set |= FILES_SET_MODE;
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -210,6 +212,7 @@ void ofiles_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files mkdir %lx/%s", (unsigned long)parent, name);
 	scope_begin(req);
 	ret = files_mkdir(files_of(req), parent, name, mode, &fe, &err);
 	scope_end(req);
@@ -226,6 +229,7 @@ void ofiles_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files unlink %lx/%s", (unsigned long)parent, name);
 	scope_begin(req);
 	ret = files_unlink(files_of(req), parent, name, &err);
 	scope_end(req);
@@ -240,6 +244,7 @@ void ofiles_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files rmdir %lx/%s", (unsigned long)parent, name);
 	scope_begin(req);
 	ret = files_rmdir(files_of(req), parent, name, &err);
 	scope_end(req);
@@ -256,6 +261,7 @@ void ofiles_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino
 	unsigned fl = 0;
 	int ret;
 
+	log_debug("files rename %lx/%s", (unsigned long)parent, name);
 	/* In and out of files/ (the control nodes, another mount point of view): not a rename. */
 	if (!files_is_ino(parent) || !files_is_ino(newparent)) {
 		fuse_reply_err(req, EXDEV);
@@ -287,6 +293,7 @@ void ofiles_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	bool keep_cache, changed;
 	int ret;
 
+	log_debug("files open %lx", (unsigned long)ino);
 	scope_begin(req);
 	ret = files_open(files_of(req), ino, fi->flags, &h, &keep_cache, &changed, &err);
 	scope_end(req);
@@ -317,6 +324,7 @@ void ofiles_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files create %lx/%s", (unsigned long)parent, name);
 	scope_begin(req);
 	ret = files_create(files_of(req), parent, name, mode, fi->flags, &fe, &h, &err);
 	scope_end(req);
@@ -383,6 +391,7 @@ void ofiles_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files flush %lx", (unsigned long)ino);
 	scope_begin(req);
 	ret = files_flush(files_of(req), h, false, &err);
 	scope_end(req);
@@ -398,6 +407,7 @@ void ofiles_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files fsync %lx", (unsigned long)ino);
 	(void)datasync;
 	scope_begin(req);
 	ret = files_flush(files_of(req), h, true, &err);
@@ -423,6 +433,7 @@ void ofiles_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct dt_error err = {0};
 	int ret;
 
+	log_debug("files opendir %lx", (unsigned long)ino);
 	scope_begin(req);
 	ret = files_opendir(files_of(req), ino, &d, &err);
 	scope_end(req);
