@@ -21,6 +21,17 @@ from test_runtime_process import (Box, host_processes_in_namespace,
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def sandbox_cgroups(sandbox_id):
+    """The cgroup directories of a sandbox, in every hierarchy (quaverd nests them)."""
+    found = []
+    for top in glob.glob("/sys/fs/cgroup/*/"):
+        for dirpath, dirnames, _ in os.walk(top):
+            if os.path.basename(dirpath).startswith("quaverd-"):
+                found += [os.path.join(dirpath, d) for d in dirnames if d == sandbox_id]
+                dirnames[:] = []
+    return found
+
+
 def unique_sleep():
     """A sleep duration nobody else uses, to find the process on the host."""
     return f"{3000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
@@ -177,6 +188,8 @@ def test_quaverd_restart_kills_processes_and_rebuilds_the_namespace(make_quaverd
     # The processes go with quaverd, even when it is killed (the init's lifeline).
     wait_until("the sandbox's processes to die",
                lambda: not still_alive(before) and not host_pids_with_arg(tag), timeout=5)
+    # Nor do its cgroups stay behind (quaverd's janitor removes them).
+    wait_until("the sandbox's cgroups to go", lambda: not sandbox_cgroups(b.id), timeout=10)
     q.start()
     assert q.ok("GET", f"/sandbox/{b.id}")["state"] == "started"
     b = Box(q, q.ok("GET", f"/sandbox/{b.id}"))
@@ -279,4 +292,4 @@ def test_limits_are_enforced_or_reported(shared_quaverd):
             assert re.search(rf"^\d+:[^:]*\b{controller}\b[^:]*:.*/{b.id}$", groups, re.M), groups
     b.stop()
     # The sandbox's cgroups go with its processes.
-    assert glob.glob(f"/sys/fs/cgroup/*/quaverd-*/{b.id}") == []
+    assert sandbox_cgroups(b.id) == []

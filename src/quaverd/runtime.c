@@ -1035,6 +1035,49 @@ static int find_init(char *out, size_t size)
 	return -ENOENT;
 }
 
+/*
+ * The cgroup janitor (runtime_init.c --janitor): a process of its own that
+ * removes this quaverd's cgroups once quaverd is gone, even killed, so
+ * nothing is left in the cgroups quaverd was started in.
+ */
+static void start_janitor(struct runtime *rt)
+{
+	const struct rt_cgroup_env *env = &rt->cg_env;
+	char *argv[RT_NLIMITS + 5];
+	int pipefd[2], n = 0;
+	pid_t pid;
+
+	argv[n++] = "quaverd-cgroup-janitor";
+	argv[n++] = "--janitor";
+	argv[n++] = "3";
+	if (env->v2_base[0])
+		argv[n++] = (char *)env->v2_base;
+	for (int i = 0; i < RT_NLIMITS; i++)
+		if (env->v1_base[i][0])
+			argv[n++] = (char *)env->v1_base[i];
+	argv[n] = NULL;
+	if (n == 3 || pipe2(pipefd, O_CLOEXEC) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		static char *const envp[] = {NULL};
+		int in = fcntl(pipefd[0], F_DUPFD_CLOEXEC, 10);
+
+		if (in < 0 || dup2(in, 3) < 0)
+			_exit(126);
+		close_range(4, ~0U, 0);
+		execve(rt->init_path, argv, envp);
+		_exit(127);
+	}
+	close(pipefd[0]);
+	if (pid < 0) {
+		close(pipefd[1]);
+		return;
+	}
+	rt->janitor_pid = pid;
+	rt->janitor_fd = pipefd[1];
+}
+
 /* STATE/tmp/runtime-*: command logs of a quaverd that was killed. */
 static void remove_leftover_logs(const char *tmp_dir)
 {
@@ -1065,6 +1108,7 @@ struct runtime *runtime_new(struct store *st, const char *state_dir, int *err)
 	}
 	rt->store = st;
 	rt->init_fd = -1;
+	rt->janitor_fd = -1;
 	pthread_mutex_init(&rt->lock, NULL);
 	pthread_cond_init(&rt->starters_done, NULL);
 	copy_str(rt->state_dir, sizeof(rt->state_dir), state_dir);
@@ -1094,6 +1138,7 @@ struct runtime *runtime_new(struct store *st, const char *state_dir, int *err)
 	state_tag(state_dir, tag);
 	rt_cgroup_env_init(&rt->cg_env, tag);
 	rt_cgroup_env_clean(&rt->cg_env);
+	start_janitor(rt);
 	rt->pump = session_pump_start(rt, &rc);
 	if (!rt->pump)
 		goto fail;
@@ -1111,6 +1156,10 @@ struct runtime *runtime_new(struct store *st, const char *state_dir, int *err)
 	return rt;
 
 fail:
+	if (rt->janitor_fd >= 0)
+		close(rt->janitor_fd);
+	if (rt->janitor_pid > 0)
+		waitpid(rt->janitor_pid, NULL, 0);
 	if (rt->init_fd >= 0)
 		close(rt->init_fd);
 	pthread_cond_destroy(&rt->starters_done);
@@ -1165,6 +1214,12 @@ void runtime_free(struct runtime *rt)
 		rt_instance_put(rt->items[i]);
 	free(rt->items);
 	rt_cgroup_env_fini(&rt->cg_env);
+	/* Nothing left for the janitor: it finds the directories gone and exits. */
+	if (rt->janitor_fd >= 0)
+		close(rt->janitor_fd);
+	if (rt->janitor_pid > 0)
+		while (waitpid(rt->janitor_pid, NULL, 0) < 0 && errno == EINTR)
+			;
 	if (rt->init_fd >= 0)
 		close(rt->init_fd);
 	pthread_cond_destroy(&rt->starters_done);

@@ -142,6 +142,8 @@ struct runtime {
 	int init_fd;	/* O_RDONLY of the init program, executed via /proc/self/fd */
 	char shell[32]; /* /usr/bin/bash, else /usr/bin/sh */
 	struct rt_cgroup_env cg_env;
+	pid_t janitor_pid;    /* removes the cgroups once quaverd is gone (0: none) */
+	int janitor_fd;	      /* its lifeline */
 	pthread_mutex_t lock; /* the instance table */
 	struct rt_instance **items;
 	size_t nitems, cap;

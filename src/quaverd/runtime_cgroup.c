@@ -335,12 +335,15 @@ static int open_procs(const char *dir)
 	return open(path, O_WRONLY | O_CLOEXEC);
 }
 
-/* Makes DIR = BASE/ID, emptying a leftover one. */
+/* Makes DIR = BASE/ID (and BASE when someone removed it), emptying a leftover one. */
 static int make_group(const char *base, const char *id, char *dir, size_t size)
 {
 	if (snprintf(dir, size, "%s/%s", base, id) >= (int)size)
 		return -ENAMETOOLONG;
 	if (mkdir(dir, 0755) == 0)
+		return 0;
+	if (errno == ENOENT && (mkdir(base, 0755) == 0 || errno == EEXIST) &&
+	    mkdir(dir, 0755) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return -errno;

@@ -12,11 +12,22 @@
  *
  * Usage (by runtime.c only): quaverd-sandbox-init LIFELINE_FD READY_FD
  * It writes one byte to READY_FD once it runs, then closes it.
+ *
+ * The same program is quaverd's cgroup janitor:
+ *     quaverd-sandbox-init --janitor LIFELINE_FD DIR...
+ * started once by each quaverd, in a session of its own. When its lifeline
+ * closes (quaverd stopped or was killed), it waits for the processes of the
+ * cgroups under each DIR to go (the sandboxes' inits exit on their own
+ * lifelines), removes those cgroups and DIR, and exits: a killed quaverd
+ * leaves no cgroup behind in the cgroups it was started in.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -66,12 +77,96 @@ static void close_all_but(int a, int b)
 	syscall(SYS_close_range, hi + 1, ~0U, 0U);
 }
 
+/* SIGKILLs what DIR/cgroup.procs lists (nothing, normally) and removes DIR; 0 once gone. */
+static int remove_group(const char *dir)
+{
+	char path[4096], text[4096];
+	ssize_t n;
+	int fd;
+
+	if (rmdir(dir) == 0 || errno == ENOENT)
+		return 0;
+	if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+		text[n > 0 ? n : 0] = '\0';
+		for (char *p = text, *end; *p; p = end) {
+			long pid = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			if (pid > 1)
+				kill((pid_t)pid, SIGKILL);
+			while (*end == '\n')
+				end++;
+		}
+	}
+	return -1;
+}
+
+static int janitor(int argc, char **argv)
+{
+	int lifeline = parse_fd(argv[2]);
+	char junk[64];
+
+	if (lifeline < 0)
+		return 2;
+	/* Out of quaverd's process group: a signal to the group must not end the cleanup. */
+	setsid();
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	syscall(SYS_close_range, 0U, (unsigned)lifeline - 1, 0U);
+	syscall(SYS_close_range, (unsigned)lifeline + 1, ~0U, 0U);
+	for (;;) {
+		ssize_t n = read(lifeline, junk, sizeof(junk));
+
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	/* A few seconds at most: the sandboxes' inits see the same end of file. */
+	for (int attempt = 0; attempt < 100; attempt++) {
+		bool left = false;
+
+		for (int i = 3; i < argc; i++) {
+			DIR *d = opendir(argv[i]);
+			struct dirent *de;
+
+			if (!d)
+				continue;
+			while ((de = readdir(d))) {
+				char sub[4096];
+
+				if (de->d_type != DT_DIR || de->d_name[0] == '.')
+					continue;
+				if (snprintf(sub, sizeof(sub), "%s/%s", argv[i], de->d_name) <
+					(int)sizeof(sub) &&
+				    remove_group(sub) < 0)
+					left = true;
+			}
+			closedir(d);
+			if (rmdir(argv[i]) < 0 && errno != ENOENT)
+				left = true;
+		}
+		if (!left)
+			return 0;
+		usleep(50 * 1000);
+	}
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	int lifeline, ready, sfd, devnull;
 	struct pollfd pfd[2];
 	sigset_t all;
 
+	if (argc >= 3 && !strcmp(argv[1], "--janitor"))
+		return janitor(argc, argv);
 	lifeline = argc == 3 ? parse_fd(argv[1]) : -1;
 	ready = argc == 3 ? parse_fd(argv[2]) : -1;
 	if (lifeline < 0 || ready < 0 || getpid() != 1)
