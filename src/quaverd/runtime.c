@@ -1000,15 +1000,19 @@ static void start_running_sandboxes(struct runtime *rt)
 	} while (cursor);
 }
 
-static void state_tag(const char *state_dir, char out[17])
+/* "STATE-RUN": a hash of the state dir, and this run (cgroup directory names). */
+static void run_tag(const char *state_dir, char out[32])
 {
 	uint64_t h = 1469598103934665603ULL;
+	char run[9];
 
 	for (const unsigned char *p = (const unsigned char *)state_dir; *p; p++) {
 		h ^= *p;
 		h *= 1099511628211ULL;
 	}
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
+	random_hex(run, 4);
+	run[8] = '\0';
+	snprintf(out, 32, "%016llx-%s", (unsigned long long)h, run);
 }
 
 /* The init program: beside quaverd (build tree, or installed together), else libexec. */
@@ -1099,7 +1103,7 @@ static void remove_leftover_logs(const char *tmp_dir)
 struct runtime *runtime_new(struct store *st, const char *state_dir, int *err)
 {
 	struct runtime *rt = calloc(1, sizeof(*rt));
-	char tag[17];
+	char tag[32];
 	int rc;
 
 	if (!rt) {
@@ -1135,7 +1139,7 @@ struct runtime *runtime_new(struct store *st, const char *state_dir, int *err)
 	copy_str(rt->shell, sizeof(rt->shell),
 		 access("/usr/bin/bash", X_OK) == 0 ? "/usr/bin/bash" : "/usr/bin/sh");
 	remove_leftover_logs(rt->tmp_dir);
-	state_tag(state_dir, tag);
+	run_tag(state_dir, tag);
 	rt_cgroup_env_init(&rt->cg_env, tag);
 	rt_cgroup_env_clean(&rt->cg_env);
 	start_janitor(rt);

@@ -6,8 +6,11 @@
  * gives cgroup.kill and the list of every process of the sandbox.
  *
  * Directories live under quaverd's own cgroup in each hierarchy (as a
- * delegated service would): CGROUP/quaverd-TAG/SANDBOX_ID, TAG naming the
- * state dir, so a restarted quaverd finds and removes what a killed one left.
+ * delegated service would): CGROUP/quaverd-STATE-RUN/SANDBOX_ID, STATE
+ * naming the state dir and RUN this run of quaverd. A killed run's janitor
+ * (runtime_init.c) removes its groups; a run starting removes those of
+ * earlier runs on its state dir that are still there. Neither touches
+ * another run's.
  */
 #define QUAVERD_RUNTIME_INTERNAL
 #include "runtime.h"
@@ -308,11 +311,49 @@ static void clean_base(const char *base)
 	closedir(d);
 }
 
+/*
+ * Removes the groups of earlier runs on the same state dir beside @base
+ * ("quaverd-STATE-RUN": same STATE, another RUN). Only one quaverd runs on a
+ * state dir, so what is in them belongs to a dead one.
+ */
+static void clean_earlier_runs(const char *base)
+{
+	char parent[PATH_MAX], prefix[NAME_MAX + 1], path[PATH_MAX];
+	const char *own, *dash;
+	struct dirent *de;
+	DIR *d;
+
+	if (!base[0] || !copy_str(parent, sizeof(parent), base))
+		return;
+	own = strrchr(base, '/');
+	if (!own)
+		return;
+	own++;
+	dash = strrchr(own, '-');
+	if (!dash || (size_t)(dash - own + 1) >= sizeof(prefix))
+		return;
+	memcpy(prefix, own, (size_t)(dash - own + 1));
+	prefix[dash - own + 1] = '\0';
+	parent[own - base - 1] = '\0';
+	if (!(d = opendir(parent)))
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_type != DT_DIR || strncmp(de->d_name, prefix, strlen(prefix)) ||
+		    !strcmp(de->d_name, own))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", parent, de->d_name) >= (int)sizeof(path))
+			continue;
+		clean_base(path);
+		rmdir(path);
+	}
+	closedir(d);
+}
+
 void rt_cgroup_env_clean(const struct rt_cgroup_env *env)
 {
-	clean_base(env->v2_base);
+	clean_earlier_runs(env->v2_base);
 	for (int i = 0; i < RT_NLIMITS; i++)
-		clean_base(env->v1_base[i]);
+		clean_earlier_runs(env->v1_base[i]);
 }
 
 void rt_cgroup_env_fini(const struct rt_cgroup_env *env)
@@ -342,8 +383,7 @@ static int make_group(const char *base, const char *id, char *dir, size_t size)
 		return -ENAMETOOLONG;
 	if (mkdir(dir, 0755) == 0)
 		return 0;
-	if (errno == ENOENT && (mkdir(base, 0755) == 0 || errno == EEXIST) &&
-	    mkdir(dir, 0755) == 0)
+	if (errno == ENOENT && (mkdir(base, 0755) == 0 || errno == EEXIST) && mkdir(dir, 0755) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return -errno;
