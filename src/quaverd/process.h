@@ -14,7 +14,7 @@
  * directory and executes; exec drops every capability since uid 1000 is
  * not root there. The relay reports the process's pid and, later, its wait
  * status over a pipe, then exits. There is no cgroup namespace: a process
- * that reads /proc/self/cgroup sees quaverd-TAG/SANDBOX_ID.
+ * that reads /proc/self/cgroup sees quaverd-STATE-RUN/SANDBOX_ID.
  */
 #ifndef QUAVERD_PROCESS_H
 #define QUAVERD_PROCESS_H

@@ -89,9 +89,9 @@ struct rt_cgroup {
 	char how[RT_NLIMITS][128]; /* "cgroup v1 memory.limit_in_bytes", or why not */
 };
 
-/* Finds the hierarchies; @tag names this quaverd's directories (one per state dir). */
+/* Finds the hierarchies; @tag ("STATE-RUN") names this run's directories. */
 void rt_cgroup_env_init(struct rt_cgroup_env *env, const char *tag);
-/* Removes what a killed quaverd left (killing any process still in them). */
+/* Removes what earlier runs on the same state dir left (killing any process still in them). */
 void rt_cgroup_env_clean(const struct rt_cgroup_env *env);
 /* Removes the base directories when empty (at the end). */
 void rt_cgroup_env_fini(const struct rt_cgroup_env *env);
