@@ -103,7 +103,8 @@ static int read_names(int dfd, char ***names, size_t *count)
 		n++;
 	}
 	closedir(dir);
-	qsort(v, n, sizeof(*v), cmp_names);
+	if (n > 1) /* an empty directory leaves v NULL, which qsort may not take */
+		qsort(v, n, sizeof(*v), cmp_names);
 	*names = v;
 	*count = n;
 	return 0;
