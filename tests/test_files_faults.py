@@ -93,7 +93,7 @@ def expect_upload_failure_logs(fenv):
     fenv.qd.expect_log(r"(?i)tmp|spool|leftover|removed|upload")
 
 
-@bounded(240)
+@bounded(170)
 def test_quaverd_killed_mid_flush(fenv):
     expect_upload_failure_logs(fenv)
     d = fenv.home / "faults"

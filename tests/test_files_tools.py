@@ -149,7 +149,7 @@ def test_rsync_a(places, src):
 
 # ---- git ----------------------------------------------------------------------------
 
-@bounded(180)
+@bounded(170)
 def test_git(places, src):
     a, b = both(places, src, """
         cp -r "$SRC" repo && cd repo
