@@ -33,6 +33,15 @@ ROOT_NODES = {
 
 
 @pytest.fixture(scope="module")
+
+def control_walk(top):
+    """os.walk of the mount without each sandbox's files/: that is the
+    sandbox's own filesystem (all of /usr among it), covered by test_files_*."""
+    for dirpath, dirnames, filenames in os.walk(top):
+        if os.path.basename(os.path.dirname(dirpath)) == "sandboxes":
+            dirnames[:] = [d for d in dirnames if d != "files"]
+        yield dirpath, dirnames, filenames
+
 def shell(tmp_path_factory, request):
     """One mount whose three started sandboxes the tests only read (and
     s3's labels, which test_label_idioms puts back)."""
@@ -108,7 +117,7 @@ def test_stat_and_true_sizes(shell):
 def test_every_value_ends_with_a_newline(shell):
     def contents():
         out = {}
-        for dirpath, dirnames, filenames in os.walk(shell.mnt):
+        for dirpath, dirnames, filenames in control_walk(shell.mnt):
             names = filenames + (["3000"] if dirpath.endswith("/ports") else [])
             for n in names:
                 with open(os.path.join(dirpath, n), "rb") as f:
@@ -130,7 +139,7 @@ def test_truncate_is_a_no_op(shell):
 
 
 def test_tree(shell):
-    r = shell.sh("tree -a --noreport .")
+    r = shell.sh("tree -a --noreport -I files .")
     assert r.stderr == ""
     out = r.stdout
     for word in ("sandboxes", "volumes", "snapshots", "status", "s1", "s2", "s3", "state",
@@ -141,7 +150,7 @@ def test_tree(shell):
 def test_owners_are_mounting_user(shell):
     def walk():
         seen = []
-        for dirpath, dirnames, filenames in os.walk(shell.mnt):
+        for dirpath, dirnames, filenames in control_walk(shell.mnt):
             for n in dirnames + filenames:
                 st = os.lstat(os.path.join(dirpath, n))
                 seen.append((os.path.join(dirpath, n), st.st_uid, st.st_gid))
@@ -171,10 +180,13 @@ def test_owners_are_a_non_root_mounting_user():
 def _mount_as_nobody_and_check_owners():
     base = Path(tempfile.mkdtemp(prefix="quaverfs-user-"))
     os.chmod(base, 0o755)
-    m = Mount(base, user=(65534, 65534))
+    cache = base / "cache"  # nobody's own cache dir, as a real user has one in $HOME
+    cache.mkdir()
+    os.chown(cache, 65534, 65534)
+    m = Mount(base, user=(65534, 65534), env={"XDG_CACHE_HOME": str(cache), "HOME": str(base)})
     try:
         m.start()
-        r = m.sh("mkdir sandboxes/u1 && find . -exec stat -c '%u %g %n' {} +")
+        r = m.sh("mkdir sandboxes/u1 && find . -path '*/sandboxes/*/files' -prune -o -exec stat -c '%u %g %n' {} +")
         rows = [line.split(" ", 2) for line in r.stdout.splitlines()]
         assert len(rows) > 15 and any(n == "./sandboxes/u1/state" for _, _, n in rows)
         wrong = [row for row in rows if row[:2] != ["65534", "65534"]]
