@@ -407,7 +407,8 @@ void fnode_stat(struct files *f, const struct fnode *fn, struct stat *st)
 	st->st_uid = f->uid;
 	st->st_gid = f->gid;
 	st->st_size = fn->attr.size;
-	st->st_blocks = (fn->attr.size + 511) / 512;
+	/* Whole 4 KiB blocks, as the sandbox's disk (and `du` on a local one) counts them. */
+	st->st_blocks = (fn->attr.size + 4095) / 4096 * 8;
 	st->st_blksize = 128 * 1024;
 	st->st_mtim = fn->ov_set ? fn->ov_mtime : fn->attr.mtime;
 	st->st_atim = st->st_mtim;
@@ -458,8 +459,11 @@ static void listing_clear_entries(struct listing *l)
 	l->n = l->cap = l->index_cap = 0;
 }
 
+static void pend_clear(struct listing *l);
+
 static void listing_free(struct listing *l)
 {
+	pend_clear(l);
 	listing_clear_entries(l);
 	free(l->sb_id);
 	free(l->path);
@@ -549,20 +553,11 @@ static int listing_append(struct listing *l, char *name, const struct fattr *a)
 	return 0;
 }
 
-void listing_upsert(struct files *f, const char *sb_id, const char *dir, const char *name,
-		    const struct fattr *a)
+static void apply_upsert(struct listing *l, const char *name, const struct fattr *a)
 {
-	struct listing *l = listing_find(f, sb_id, dir);
-	struct lent *e;
+	struct lent *e = listing_entry(l, name);
 	char *copy;
 
-	if (!l)
-		return;
-	if (l->loading) {
-		l->fetched_ms = 0; /* what is being fetched may predate this */
-		return;
-	}
-	e = listing_entry(l, name);
 	if (e) {
 		e->attr = *a;
 		e->dead = false;
@@ -575,20 +570,79 @@ void listing_upsert(struct files *f, const char *sb_id, const char *dir, const c
 	}
 }
 
-void listing_remove(struct files *f, const char *sb_id, const char *dir, const char *name)
+static void apply_remove(struct listing *l, const char *name)
+{
+	struct lent *e = listing_entry(l, name);
+
+	if (e)
+		e->dead = true;
+}
+
+/* Remembers a change made while @l loads; what the fetch brings may predate it. */
+static void pend_op(struct listing *l, const char *name, const struct fattr *a)
+{
+	struct lop *grown = realloc(l->pend, (l->npend + 1) * sizeof(*grown));
+	char *copy = strdup(name);
+
+	if (!grown || !copy) {
+		free(copy);
+		if (grown)
+			l->pend = grown;
+		l->fetched_ms = 0; /* cannot replay it: do not trust the fetch */
+		return;
+	}
+	l->pend = grown;
+	l->pend[l->npend].name = copy;
+	l->pend[l->npend].remove = a == NULL;
+	if (a)
+		l->pend[l->npend].attr = *a;
+	l->npend++;
+}
+
+static void pend_clear(struct listing *l)
+{
+	for (size_t i = 0; i < l->npend; i++)
+		free(l->pend[i].name);
+	free(l->pend);
+	l->pend = NULL;
+	l->npend = 0;
+}
+
+/* After a fetch: this mount's own changes made meanwhile are applied again. */
+static void pend_replay(struct listing *l)
+{
+	for (size_t i = 0; i < l->npend; i++) {
+		if (l->pend[i].remove)
+			apply_remove(l, l->pend[i].name);
+		else
+			apply_upsert(l, l->pend[i].name, &l->pend[i].attr);
+	}
+	pend_clear(l);
+}
+
+void listing_upsert(struct files *f, const char *sb_id, const char *dir, const char *name,
+		    const struct fattr *a)
 {
 	struct listing *l = listing_find(f, sb_id, dir);
-	struct lent *e;
 
 	if (!l)
 		return;
-	if (l->loading) {
-		l->fetched_ms = 0;
+	if (l->loading)
+		pend_op(l, name, a);
+	else
+		apply_upsert(l, name, a);
+}
+
+void listing_remove(struct files *f, const char *sb_id, const char *dir, const char *name)
+{
+	struct listing *l = listing_find(f, sb_id, dir);
+
+	if (!l)
 		return;
-	}
-	e = listing_entry(l, name);
-	if (e)
-		e->dead = true;
+	if (l->loading)
+		pend_op(l, name, NULL);
+	else
+		apply_remove(l, name);
 }
 
 void dir_touched(struct files *f, const char *sb_id, const char *dir)
@@ -598,12 +652,10 @@ void dir_touched(struct files *f, const char *sb_id, const char *dir)
 	if (!fn)
 		return;
 	fn->touched_ms = now_mono_ms();
-	if (fn->ov_set) {
-		/* A new or removed entry changes a directory's mtime, as on a disk. */
-		fn->ov_set = false;
-		if (fn->nlookup && f->inval.inode)
-			f->inval.inode(f->inval.arg, fn->ino, -1, 0);
-	}
+	/* A new or removed entry changes a directory's mtime, as on a disk. */
+	fn->ov_set = false;
+	if (fn->nlookup && f->inval.inode)
+		f->inval.inode(f->inval.arg, fn->ino, -1, 0);
 }
 
 void listing_drop_tree(struct files *f, const char *sb_id, const char *path)
@@ -832,6 +884,7 @@ int listing_get(struct files *f, const char *sb_id, const char *dir, bool force,
 		bool trusted = l->fetched_ms != 0;
 
 		listing_fill(f, l, &list);
+		pend_replay(l);
 		check_loop(f, l);
 		l->fetched_ms = trusted ? started : 0;
 		*out = l;
@@ -1219,6 +1272,13 @@ static int entry_for(struct files *f, const char *sb_id, const char *path, const
 
 	if (!fn)
 		return files_fail(err, ENOMEM, "out of memory");
+	if (a && fn->touched_ms >= at_ms && fn->attr_known) {
+		/* A directory changed here since: the kernel must ask again (getattr). */
+		fnode_ref(f, fn);
+		fnode_settle(f, fn);
+		fill_entry(f, fn, e, 0);
+		return 0;
+	}
 	if (a)
 		fnode_set_server(f, fn, a, at_ms);
 	fnode_ref(f, fn);
@@ -1315,7 +1375,7 @@ int files_getattr(struct files *f, uint64_t ino, struct stat *st, int64_t *data_
 	pthread_mutex_lock(&f->lock);
 	*data_ms = now;
 	if (fnode_is_root(fn) || fn->local_only || fn->dirty || fn->unlinked ||
-	    (fn->attr_known && now - fn->attr_ms < FILES_TTL_MS)) {
+	    (fn->attr_known && now - fn->attr_ms < FILES_TTL_MS && fn->attr_ms > fn->touched_ms)) {
 		if (!fnode_is_root(fn) && !fn->local_only && !fn->dirty && !fn->unlinked)
 			*data_ms = fn->attr_ms;
 		fnode_stat(f, fn, st);
@@ -1326,7 +1386,7 @@ int files_getattr(struct files *f, uint64_t ino, struct stat *st, int64_t *data_
 	name = path_split(path, dir_path, sizeof(dir_path));
 	/* A fresh listing of the parent knows it already. */
 	l = listing_find(f, sb_id, dir_path);
-	if (listing_fresh(l, now)) {
+	if (listing_fresh(l, now) && l->fetched_ms > fn->touched_ms) {
 		struct lent *ent = listing_entry(l, name);
 
 		if (ent && !ent->dead) {

@@ -67,6 +67,13 @@ struct lent {
 	bool dead; /* removed by quaverfs since the listing */
 };
 
+/* A change quaverfs made in a directory while its listing was being fetched. */
+struct lop {
+	char *name;
+	struct fattr attr;
+	bool remove;
+};
+
 /* One directory's listing, trusted for FILES_TTL_MS. */
 struct listing {
 	struct listing *next;
@@ -80,6 +87,9 @@ struct listing {
 	size_t n, cap;
 	uint32_t *index;    /* open addressing over ents by name: 0 empty, else i + 1 */
 	size_t index_cap;
+	/* Changes made while loading, applied to what the fetch brings (it may predate them). */
+	struct lop *pend;
+	size_t npend;
 };
 
 /* A toolbox handle made with the client in use at the time. */
@@ -150,10 +160,8 @@ void listing_remove(struct files *f, const char *sb_id, const char *dir, const c
 /*
  * Quaverfs changed (or, creating a file, is about to change) what directory
  * @dir holds, so its mtime changes in the sandbox: a time set on it by
- * utimens is gone, as on a disk, and a utimens on it asks for the new mtime.
- * Its cached attributes are otherwise shown until they expire (as after a
- * change made in the sandbox; asking after every file written into it would
- * double the requests).
+ * utimens is gone, as on a disk, and no attributes of it learnt before are
+ * shown again (the kernel's are dropped): the next stat asks the sandbox.
  */
 void dir_touched(struct files *f, const char *sb_id, const char *dir);
 /* Forgets the listings of @path and everything below it. */

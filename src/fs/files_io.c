@@ -214,7 +214,13 @@ int files_open(struct files *f, uint64_t ino, int flags, struct files_handle **o
 
 	pthread_mutex_lock(&st->lock);
 	ret = stage_open_fd(st, err);
-	if (ret == 0 && !ours) {
+	if (ret == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+		/* The handle's copy is emptied; the sandbox's file changes at close. */
+		ret = stage_truncate(st, NULL, path, 0, err);
+		if (ret == 0)
+			mirror_local(f, fn, st);
+		*changed = true;
+	} else if (ret == 0 && !ours) {
 		if (st->dirty) {
 			*keep_cache = true; /* written meanwhile by another handle */
 		} else if (st->srv_known && st->srv_size == a.size &&
@@ -333,24 +339,78 @@ out:
 
 /* ---- read, write, close ------------------------------------------------- */
 
+/*
+ * After fetching into a clean copy: is what was fetched still the version
+ * the handle opened? One answer holding the whole file is one version; a
+ * file read in several pieces is checked with GET /files/info after each
+ * fetch. A change found before any fetched byte reached a reader makes the
+ * copy the new version (*@again: read once more); after, the read fails:
+ * the reader would get a mix of two versions. Under the copy's lock.
+ */
+static int check_version(struct files *f, struct fnode *fn, struct staged *st, const char *sb_id,
+			 const char *path, unsigned fetches_before, bool served_before,
+			 bool *again, struct dt_error *err)
+{
+	bool one_whole = fetches_before == 0 && st->fetches == 1 && st->complete;
+	int64_t asked = now_mono_ms();
+	struct fattr a;
+	int ret;
+
+	*again = false;
+	if (st->fetches == fetches_before || st->dirty || !st->srv_known)
+		return 0;
+	if (one_whole && st->size == st->srv_size)
+		return 0;
+	ret = files_info(f, sb_id, path, &a, err);
+	if (ret < 0)
+		return ret;
+	if (a.size == st->srv_size && ts_equal(&a.mtime, &st->srv_mtime))
+		return 0;
+	ret = stage_reset(st, a.size, &a.mtime, err);
+	pthread_mutex_lock(&f->lock);
+	fnode_set_server(f, fn, &a, asked);
+	pthread_mutex_unlock(&f->lock);
+	inval_inode(f, fn->ino, 0, 0);
+	if (ret < 0)
+		return ret;
+	if (!served_before) {
+		*again = true;
+		return 0;
+	}
+	return files_fail(err, EIO,
+			  "%s changed in the sandbox while it was open here; open it again", path);
+}
+
 int files_read(struct files *f, struct files_handle *h, char *buf, size_t size, int64_t off,
 	       size_t *got, struct dt_error *err)
 {
 	char sb_id[OBJ_ID_MAX], path[PATH_MAX];
 	struct staged *st = h->st;
-	bool fetched = false;
+	bool fetched = false, again = false;
 	int ret;
 
 	node_where(f, h->fn, sb_id, sizeof(sb_id), path, sizeof(path));
-	pthread_mutex_lock(&st->lock);
-	if (st->complete || off >= st->size) {
-		ret = stage_read(st, NULL, path, buf, size, off, got, err);
-	} else {
-		ret = TB_CALL(f, sb_id, err, t,
-			      stage_read(st, t->tb, path, buf, size, off, got, err));
-		fetched = true;
+	for (int attempt = 0;; attempt++) {
+		unsigned fetches_before;
+		bool served_before;
+
+		pthread_mutex_lock(&st->lock);
+		fetches_before = st->fetches;
+		served_before = st->served;
+		if (st->complete || off >= st->size) {
+			ret = stage_read(st, NULL, path, buf, size, off, got, err);
+		} else {
+			ret = TB_CALL(f, sb_id, err, t,
+				      stage_read(st, t->tb, path, buf, size, off, got, err));
+			fetched = true;
+		}
+		if (ret == 0)
+			ret = check_version(f, h->fn, st, sb_id, path, fetches_before,
+					    served_before, &again, err);
+		pthread_mutex_unlock(&st->lock);
+		if (ret < 0 || !again || attempt > 0)
+			break;
 	}
-	pthread_mutex_unlock(&st->lock);
 	if (fetched) {
 		pthread_mutex_lock(&f->lock);
 		files_evict(f);

@@ -240,7 +240,15 @@ static void qfs_init_op(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_ATOMIC_O_TRUNC);
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/*
+	 * O_TRUNC comes with the open: the kernel's truncate after an open
+	 * carries no file handle, and files/ must truncate the handle's copy
+	 * (sent at close), not the sandbox's file at once. Control files ignore
+	 * it, as they ignore any truncate.
+	 */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
 static void qfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -325,6 +325,8 @@ int stage_reset(struct staged *st, int64_t size, const struct timespec *mtime,
 	st->complete = size == 0;
 	st->seq_next = 0;
 	st->chunk = CHUNK_MIN;
+	st->fetches = 0;
+	st->served = false;
 	stage_set_server(st, size, mtime);
 	account(st);
 	return 0;
@@ -347,6 +349,7 @@ static int fetch(struct staged *st, struct dt_toolbox *tb, const char *path, int
 	ret = dt_fs_download_range_fd(tb, path, start, len, st->fd, &res, err);
 	if (ret < 0)
 		return ret;
+	st->fetches++;
 	switch (res.status) {
 	case DT_RANGE_WHOLE:
 		/* The server ignored Range: it sent everything, which is now all here. */
@@ -420,6 +423,10 @@ int stage_read(struct staged *st, struct dt_toolbox *tb, const char *path, char 
 			break;
 		/* Fetch at least a chunk from the gap, up to what is already here. */
 		want = st->chunk > end - gap ? st->chunk : end - gap;
+		if (st->nranges == 0 && st->size <= STAGE_WHOLE_MAX) {
+			gap = 0; /* a small file: all of it, as one version */
+			want = st->size;
+		}
 		if (want > st->size - gap)
 			want = st->size - gap;
 		gap_end = next_present(st, gap, gap + want);
@@ -434,6 +441,8 @@ int stage_read(struct staged *st, struct dt_toolbox *tb, const char *path, char 
 	ret = pread_all(st, buf, (size_t)(end - off), off, err);
 	if (ret == 0)
 		*got = (size_t)(end - off);
+	if (*got && !st->dirty)
+		st->served = true;
 	return ret;
 }
 

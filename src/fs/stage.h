@@ -51,6 +51,8 @@ struct staged {
 	size_t nranges;
 	int64_t seq_next; /* where a sequential reader's next read would start */
 	int64_t chunk;	  /* how much the next fetch asks for */
+	unsigned fetches; /* downloads into the copy since its last reset */
+	bool served;	  /* fetched bytes were handed to a reader since then */
 
 	bool dirty;		   /* written here since the last upload */
 	uint64_t gen;		   /* bumped by every change made here */
@@ -88,9 +90,12 @@ int stage_reset(struct staged *st, int64_t size, const struct timespec *mtime,
 /*
  * Copies [@off, @off + @len) into @buf, fetching what is missing from the
  * sandbox's @path with Range requests (a server that answers 200 sends
- * the whole file once, and the copy is complete from then on). *@got is
- * short at the end of the file. Under the lock.
+ * the whole file once, and the copy is complete from then on). A file of
+ * at most STAGE_WHOLE_MAX bytes is fetched whole by its first read, in one
+ * answer: one version of it. *@got is short at the end of the file. Under
+ * the lock.
  */
+#define STAGE_WHOLE_MAX (8LL << 20)
 int stage_read(struct staged *st, struct dt_toolbox *tb, const char *path, char *buf, size_t len,
 	       int64_t off, size_t *got, struct dt_error *err);
 
