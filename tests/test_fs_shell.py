@@ -32,8 +32,6 @@ ROOT_NODES = {
 }
 
 
-@pytest.fixture(scope="module")
-
 def control_walk(top):
     """os.walk of the mount without each sandbox's files/: that is the
     sandbox's own filesystem (all of /usr among it), covered by test_files_*."""
@@ -42,6 +40,8 @@ def control_walk(top):
             dirnames[:] = [d for d in dirnames if d != "files"]
         yield dirpath, dirnames, filenames
 
+
+@pytest.fixture(scope="module")
 def shell(tmp_path_factory, request):
     """One mount whose three started sandboxes the tests only read (and
     s3's labels, which test_label_idioms puts back)."""

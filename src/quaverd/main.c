@@ -283,10 +283,17 @@ static int lock_state_dir(const char *dir)
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		die("cannot open %s: %s", path, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
+	/*
+	 * A child a killed quaverd forked shares this lock until it execs or
+	 * exits (a few ms): give such leftovers 2 s before calling the state
+	 * dir taken by a running quaverd.
+	 */
+	for (int tries = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; tries++) {
+		if (errno != EWOULDBLOCK)
+			die("cannot lock %s: %s", path, strerror(errno));
+		if (tries == 20)
 			die("quaverd already running for %s", dir);
-		die("cannot lock %s: %s", path, strerror(errno));
+		usleep(100 * 1000);
 	}
 	return fd;
 }
