@@ -760,19 +760,28 @@ static void listing_fill(struct files *f, struct listing *l, struct dt_file_list
 		fi->name = NULL; /* taken */
 	}
 	l->truncated = list->truncated;
-	(void)f;
-	if (unsafe)
-		log_warn("files: %s of sandbox %s: dropped %zu entr%s with names no file may have "
-			 "(empty, ., .., containing / or over 255 bytes)%s%s",
-			 l->path, l->sb_id, unsafe, unsafe == 1 ? "y" : "ies",
-			 sample[0] ? ", e.g. " : "", sample);
-	if (dups)
-		log_warn("files: %s of sandbox %s: dropped %zu duplicate names", l->path,
-			 l->sb_id, dups);
-	if (l->truncated)
-		log_warn("files: %s of sandbox %s has more than %d entries; only those are listed "
-			 "(the others can still be opened by name)",
-			 l->path, l->sb_id, FILES_MAX_LISTING);
+	if (unsafe || dups || l->truncated) {
+		/* Once per directory at warn: a hostile sandbox must not flood the log. */
+		struct fnode *dir = fnode_by_path(f, l->sb_id, l->path);
+		enum log_level level = dir && dir->warned ? LOG_LVL_DEBUG : LOG_LVL_WARN;
+
+		if (dir)
+			dir->warned = true;
+		if (unsafe && log_enabled(level))
+			log_msg(level,
+				"files: %s of sandbox %s: dropped %zu entr%s with names no file may "
+				"have (empty, ., .., containing / or over 255 bytes)%s%s",
+				l->path, l->sb_id, unsafe, unsafe == 1 ? "y" : "ies",
+				sample[0] ? ", e.g. " : "", sample);
+		if (dups && log_enabled(level))
+			log_msg(level, "files: %s of sandbox %s: dropped %zu duplicate names",
+				l->path, l->sb_id, dups);
+		if (l->truncated && log_enabled(level))
+			log_msg(level,
+				"files: %s of sandbox %s has more than %d entries; only those are "
+				"listed (the others can still be opened by name)",
+				l->path, l->sb_id, FILES_MAX_LISTING);
+	}
 }
 
 /* A digest of a listing: names, types, sizes and mtimes in the server's order. */

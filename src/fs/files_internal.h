@@ -52,6 +52,7 @@ struct fnode {
 	struct timespec ov_mtime;
 	struct timespec ov_srv_mtime;
 
+	bool warned; /* a directory: its odd entries were logged once (later: debug) */
 	/* A directory: a digest of its last listing, to tell a symlink back up (a loop). */
 	bool fp_known;
 	uint64_t fp;
