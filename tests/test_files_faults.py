@@ -93,7 +93,6 @@ def expect_upload_failure_logs(fenv):
     fenv.qd.expect_log(r"(?i)tmp|spool|leftover|removed|upload")
 
 
-@pytest.mark.xfail(reason='quaverfs sends O_TRUNC to the sandbox at open (an empty upload), so a rewrite killed mid-flush leaves 0 bytes; issue 4 open', strict=False)
 @bounded(170)
 def test_quaverd_killed_mid_flush(fenv):
     expect_upload_failure_logs(fenv)

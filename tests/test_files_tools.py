@@ -291,7 +291,6 @@ def test_grep_r(places, src):
     assert "g/pkg/sub/deep.txt:1:deep foo" in a.stdout
 
 
-@pytest.mark.xfail(reason="quaverfs keeps a directory's old mtime ~1 s after a create made through the mount; issue 4 open", strict=False)
 @bounded(60)
 def test_find_newer(places, src):
     a, _ = both(places, src, """
@@ -311,7 +310,6 @@ def test_find_newer(places, src):
     assert "n/a\nn/c\n" in a.stdout
 
 
-@pytest.mark.xfail(reason='quaverfs reports st_blocks as ceil(size/512), not whole 4 KiB blocks as a local disk; issue 4 open', strict=False)
 @bounded(60)
 def test_du_s(places, src):
     both(places, src, """

@@ -122,7 +122,6 @@ def test_nothing_shared_before_close(fenv, vdir):
     assert fenv.tb.download(f"{vp}/new.txt") == b"NOT yet\n"
 
 
-@pytest.mark.xfail(reason='quaverfs sends O_TRUNC to the sandbox at open instead of at close; issue 4 open', strict=False)
 @bounded(60)
 def test_truncation_reaches_the_sandbox(fenv, vdir):
     """fs-layout.md, truncate row: on a handle (O_TRUNC, ftruncate) the
@@ -206,7 +205,6 @@ def test_uploaded_through_api_appears(fenv, vdir):
     assert sha(read_all(path / "big.bin")) == sha(big)
 
 
-@pytest.mark.xfail(reason='a reader open across a sandbox change can mix both versions (ranges not pinned to the opened version); issue 4 open', strict=False)
 @bounded(60)
 def test_api_change_seen_at_next_open(fenv, vdir):
     path, vp = vdir
