@@ -121,8 +121,8 @@ int files_create(struct files *f, uint64_t parent, const char *name, mode_t mode
 int files_read(struct files *f, struct files_handle *h, char *buf, size_t size, int64_t off,
 	       size_t *got, struct dt_error *err);
 /* *@at: where the bytes went (an O_APPEND handle writes at the end of the copy). */
-int files_write(struct files *f, struct files_handle *h, const char *buf, size_t size,
-		int64_t off, int64_t *at, struct dt_error *err);
+int files_write(struct files *f, struct files_handle *h, const char *buf, size_t size, int64_t off,
+		int64_t *at, struct dt_error *err);
 /*
  * close() (@sync false) and fsync() (@sync true): upload what was written;
  * the upload's failure is theirs, and the copy is kept for the next try. A

@@ -259,9 +259,8 @@ static int upload_pending(struct files *f, struct fnode *fn, const char *sb_id, 
  * a reader of @dst never finds it missing. Returns -EAGAIN when there is no
  * such copy, and the caller moves instead.
  */
-static int replace_by_upload(struct files *f, struct fnode *fn, const char *sb_id,
-			     const char *src, const char *dst, const struct fattr *src_attr,
-			     struct dt_error *err)
+static int replace_by_upload(struct files *f, struct fnode *fn, const char *sb_id, const char *src,
+			     const char *dst, const struct fattr *src_attr, struct dt_error *err)
 {
 	struct staged *st = NULL;
 	struct fattr a;
@@ -282,8 +281,7 @@ static int replace_by_upload(struct files *f, struct fnode *fn, const char *sb_i
 	}
 	ret = stage_open_fd(st, err);
 	if (ret == 0)
-		ret = TB_CALL(f, sb_id, err, t,
-			      dt_fs_upload_fd(t->tb, dst, st->fd, st->size, err));
+		ret = TB_CALL(f, sb_id, err, t, dt_fs_upload_fd(t->tb, dst, st->fd, st->size, err));
 	if (fn->opens == 0)
 		stage_close_fd(st);
 	pthread_mutex_unlock(&st->lock);
@@ -293,8 +291,8 @@ static int replace_by_upload(struct files *f, struct fnode *fn, const char *sb_i
 	if (files_info(f, sb_id, dst, &a, err) == 0 &&
 	    (a.mode & 07777) != (src_attr->mode & 07777)) {
 		ret = TB_CALL(f, sb_id, err, t,
-			      dt_fs_set_permissions(t->tb, dst, (int)(src_attr->mode & 07777),
-						    NULL, NULL, err));
+			      dt_fs_set_permissions(t->tb, dst, (int)(src_attr->mode & 07777), NULL,
+						    NULL, err));
 		if (ret < 0)
 			return ret;
 	}

@@ -31,9 +31,9 @@ struct fnode {
 	struct fnode *next_by_ino, *next_by_key;
 	struct fnode *lru_prev, *lru_next;
 	bool in_lru;
-	bool keyed;	 /* found by its path (false once unlinked or replaced) */
+	bool keyed; /* found by its path (false once unlinked or replaced) */
 	char *sb_id;
-	char *path;	 /* "/" for files/ itself, else "/a/b" */
+	char *path; /* "/" for files/ itself, else "/a/b" */
 
 	bool attr_known;
 	struct fattr attr;
@@ -82,11 +82,11 @@ struct listing {
 	uint64_t key_hash;
 	int64_t fetched_ms; /* 0 while loading */
 	bool loading;
-	bool truncated;	    /* the sandbox sent more than FILES_MAX_LISTING */
-	bool loop;	    /* the same entries as an ancestor's: listed empty */
+	bool truncated; /* the sandbox sent more than FILES_MAX_LISTING */
+	bool loop;	/* the same entries as an ancestor's: listed empty */
 	struct lent *ents;
 	size_t n, cap;
-	uint32_t *index;    /* open addressing over ents by name: 0 empty, else i + 1 */
+	uint32_t *index; /* open addressing over ents by name: 0 empty, else i + 1 */
 	size_t index_cap;
 	/* Changes made while loading, applied to what the fetch brings (it may predate them). */
 	struct lop *pend;
@@ -112,7 +112,7 @@ struct files {
 	gid_t gid;
 	struct timespec mount_time;
 
-	pthread_mutex_t lock; /* the rest */
+	pthread_mutex_t lock;  /* the rest */
 	pthread_cond_t loaded; /* a listing finished loading */
 	struct fnode **by_ino, **by_key;
 	size_t nbuckets, count;
@@ -150,7 +150,16 @@ void fnode_set_server(struct files *f, struct fnode *fn, const struct fattr *a, 
 /* Drops the cached clean copies (least recently used first) beyond the limits. */
 void files_evict(struct files *f);
 
-/* ---- files.c: listings (under the lock) ---- */
+/* FNV-1a, and the hash of a (sandbox, path) key. */
+uint64_t fnv1a(uint64_t h, const void *data, size_t len);
+uint64_t key_hash(const char *sb_id, const char *path);
+
+/* ---- files_list.c: listings (under the lock) ---- */
+
+/* `flush`: forgets every listing (those loading are no longer trusted). */
+void listings_drop_all(struct files *f);
+/* At the end: frees them all. */
+void listings_free_all(struct files *f);
 
 struct listing *listing_find(struct files *f, const char *sb_id, const char *path);
 struct lent *listing_entry(struct listing *l, const char *name);
@@ -237,7 +246,7 @@ void fattr_from_info(struct fattr *a, const struct dt_file_info *fi);
 int files_info(struct files *f, const char *sb_id, const char *path, struct fattr *a,
 	       struct dt_error *err);
 int files_fail(struct dt_error *err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 bool ts_equal(const struct timespec *a, const struct timespec *b);
 /* The node of @parent (a directory) and @parent's path + @name; pins the parent. */
 struct fnode *files_child(struct files *f, uint64_t parent, const char *name, char *path,

@@ -348,8 +348,8 @@ out:
  * the reader would get a mix of two versions. Under the copy's lock.
  */
 static int check_version(struct files *f, struct fnode *fn, struct staged *st, const char *sb_id,
-			 const char *path, unsigned fetches_before, bool served_before,
-			 bool *again, struct dt_error *err)
+			 const char *path, unsigned fetches_before, bool served_before, bool *again,
+			 struct dt_error *err)
 {
 	bool one_whole = fetches_before == 0 && st->fetches == 1 && st->complete;
 	int64_t asked = now_mono_ms();
@@ -419,8 +419,8 @@ int files_read(struct files *f, struct files_handle *h, char *buf, size_t size, 
 	return ret;
 }
 
-int files_write(struct files *f, struct files_handle *h, const char *buf, size_t size,
-		int64_t off, int64_t *at, struct dt_error *err)
+int files_write(struct files *f, struct files_handle *h, const char *buf, size_t size, int64_t off,
+		int64_t *at, struct dt_error *err)
 {
 	char sb_id[OBJ_ID_MAX], path[PATH_MAX];
 	struct staged *st = h->st;
@@ -428,15 +428,15 @@ int files_write(struct files *f, struct files_handle *h, const char *buf, size_t
 
 	node_where(f, h->fn, sb_id, sizeof(sb_id), path, sizeof(path));
 	pthread_mutex_lock(&st->lock);
-	/* O_APPEND writes land at the end of the file as it is here, whatever the kernel thought. */
+	/* O_APPEND writes land at the end of the file as it is here, whatever the kernel thought.
+	 */
 	if (h->append)
 		off = st->size;
 	*at = off;
 	if (st->complete)
 		ret = stage_write(st, NULL, path, buf, size, off, err);
 	else
-		ret = TB_CALL(f, sb_id, err, t,
-			      stage_write(st, t->tb, path, buf, size, off, err));
+		ret = TB_CALL(f, sb_id, err, t, stage_write(st, t->tb, path, buf, size, off, err));
 	if (ret == 0)
 		mirror_local(f, h->fn, st);
 	pthread_mutex_unlock(&st->lock);
@@ -486,9 +486,10 @@ void files_release(struct files *f, struct files_handle *h)
 		char path[PATH_MAX], sb_id[OBJ_ID_MAX];
 
 		node_where(f, h->fn, sb_id, sizeof(sb_id), path, sizeof(path));
-		log_warn("files: %s of sandbox %s: upload failed (%s); the copy is kept and sent at "
-			 "the next close or fsync",
-			 path, sb_id, err.message);
+		log_warn(
+		    "files: %s of sandbox %s: upload failed (%s); the copy is kept and sent at "
+		    "the next close or fsync",
+		    path, sb_id, err.message);
 	}
 	unopen(f, h->fn);
 	free(h);
@@ -534,8 +535,7 @@ static int set_size(struct files *f, struct fnode *fn, struct files_handle *h, i
 		if (st->complete || size == 0)
 			ret = stage_truncate(st, NULL, path, size, err);
 		else
-			ret = TB_CALL(f, sb_id, err, t,
-				      stage_truncate(st, t->tb, path, size, err));
+			ret = TB_CALL(f, sb_id, err, t, stage_truncate(st, t->tb, path, size, err));
 	}
 	if (ret == 0)
 		mirror_local(f, fn, st);
@@ -663,8 +663,8 @@ int files_setattr(struct files *f, uint64_t ino, const struct stat *attr, int to
 	if (ret == 0) {
 		pthread_mutex_lock(&f->lock);
 		fnode_stat(f, fn, out);
-		*data_ms = fn->attr_known && !fn->dirty && !fn->local_only ? fn->attr_ms
-									   : now_mono_ms();
+		*data_ms =
+		    fn->attr_known && !fn->dirty && !fn->local_only ? fn->attr_ms : now_mono_ms();
 		pthread_mutex_unlock(&f->lock);
 	}
 	if (!h)

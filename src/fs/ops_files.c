@@ -340,8 +340,7 @@ void ofiles_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		files_release(files_of(req), h);
 }
 
-void ofiles_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		 struct fuse_file_info *fi)
+void ofiles_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct files_handle *h = (struct files_handle *)(uintptr_t)fi->fh;
 	struct dt_error err = {0};
@@ -491,9 +490,11 @@ void ofiles_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			e.attr.st_mode = mode;
 		}
 		if (plus)
-			want = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
+			want =
+			    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
 		else
-			want = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
+			want =
+			    fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
 		if (want > size - used) {
 			/* Does not fit: the kernel never sees it, so it was not looked up. */
 			if (plus && e.ino)

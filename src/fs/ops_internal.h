@@ -42,8 +42,7 @@ void ofiles_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino
 void ofiles_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void ofiles_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		   struct fuse_file_info *fi);
-void ofiles_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		 struct fuse_file_info *fi);
+void ofiles_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void ofiles_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		  struct fuse_file_info *fi);
 void ofiles_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

@@ -24,8 +24,8 @@
 
 struct note {
 	struct note *next;
-	bool entry;	  /* an entry (@parent, @name) or an inode (@ino, @off, @len) */
-	fuse_ino_t ino;	  /* the parent for an entry */
+	bool entry;	/* an entry (@parent, @name) or an inode (@ino, @off, @len) */
+	fuse_ino_t ino; /* the parent for an entry */
 	off_t off, len;
 	char name[];
 };
@@ -39,8 +39,8 @@ static struct {
 	pthread_t thread;
 	struct fuse_session *se;
 } nq = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.cond = PTHREAD_COND_INITIALIZER,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER,
 };
 
 static void *notify_main(void *arg)

@@ -25,12 +25,12 @@
 
 struct stage_dir {
 	char *path;
-	int64_t bytes;	     /* atomic */
-	uint64_t next_file;  /* atomic */
+	int64_t bytes;	    /* atomic */
+	uint64_t next_file; /* atomic */
 };
 
 static int fail(struct dt_error *err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct dt_error *err, int errnum, const char *fmt, ...)
 {
@@ -298,7 +298,8 @@ int stage_open_fd(struct staged *st, struct dt_error *err)
 		int e = errno;
 
 		return fail(err, e == ENOENT ? EIO : e, "staging file %s: %s%s", st->file,
-			    strerror(e), st->dirty && e == ENOENT ? " (what was written is lost)" : "");
+			    strerror(e),
+			    st->dirty && e == ENOENT ? " (what was written is lost)" : "");
 	}
 	return 0;
 }
@@ -311,8 +312,7 @@ void stage_close_fd(struct staged *st)
 	}
 }
 
-int stage_reset(struct staged *st, int64_t size, const struct timespec *mtime,
-		struct dt_error *err)
+int stage_reset(struct staged *st, int64_t size, const struct timespec *mtime, struct dt_error *err)
 {
 	int ret = stage_open_fd(st, err);
 
@@ -531,8 +531,7 @@ int stage_truncate(struct staged *st, struct dt_toolbox *tb, const char *path, i
 	return 0;
 }
 
-int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path,
-		 struct dt_error *err)
+int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, struct dt_error *err)
 {
 	int ret = stage_open_fd(st, err);
 

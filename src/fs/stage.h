@@ -43,10 +43,10 @@ struct srange {
 struct staged {
 	pthread_mutex_t lock;
 	struct stage_dir *sd;
-	char *file;	  /* the cache file */
-	int fd;		  /* -1 while closed (idle copies keep no descriptor) */
-	int64_t size;	  /* the file's size as seen through this copy */
-	bool complete;	  /* every byte of [0, size) is in the cache file */
+	char *file;	       /* the cache file */
+	int fd;		       /* -1 while closed (idle copies keep no descriptor) */
+	int64_t size;	       /* the file's size as seen through this copy */
+	bool complete;	       /* every byte of [0, size) is in the cache file */
 	struct srange *ranges; /* what is there when !complete; sorted, disjoint */
 	size_t nranges;
 	int64_t seq_next; /* where a sequential reader's next read would start */
@@ -54,10 +54,10 @@ struct staged {
 	unsigned fetches; /* downloads into the copy since its last reset */
 	bool served;	  /* fetched bytes were handed to a reader since then */
 
-	bool dirty;		   /* written here since the last upload */
-	uint64_t gen;		   /* bumped by every change made here */
+	bool dirty;		     /* written here since the last upload */
+	uint64_t gen;		     /* bumped by every change made here */
 	struct timespec local_mtime; /* when it last changed here */
-	int upload_err;		   /* errno of the last failed upload, 0 when none */
+	int upload_err;		     /* errno of the last failed upload, 0 when none */
 
 	/* The sandbox's version the clean bytes belong to (from info or a listing). */
 	bool srv_known;
@@ -115,8 +115,7 @@ int stage_truncate(struct staged *st, struct dt_toolbox *tb, const char *path, i
  * success the copy is clean (unless written meanwhile, which the lock
  * prevents); on failure it stays dirty and upload_err says why. Under the lock.
  */
-int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path,
-		 struct dt_error *err);
+int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, struct dt_error *err);
 
 /* Records the sandbox's version the (clean) copy now equals. Under the lock. */
 void stage_set_server(struct staged *st, int64_t size, const struct timespec *mtime);
