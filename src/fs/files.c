@@ -582,10 +582,11 @@ int files_call_done(struct files *f, struct tbref *t, int ret, struct dt_error *
 
 	*retry = false;
 	if (backend_after(f->fs->bk, t->client, ret, err)) {
-		/* quaverd moved: the handle points at the old port. */
+		/* quaverd moved: the handle, and the sandbox's toolbox URL, name the old port. */
 		pthread_mutex_lock(&f->lock);
 		t->stale = true;
 		pthread_mutex_unlock(&f->lock);
+		cache_mark_stale(f->fs->cache, OBJ_SANDBOX, t->sb_id);
 		*retry = true;
 		return ret;
 	}
