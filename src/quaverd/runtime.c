@@ -282,35 +282,6 @@ static void mounts_close(struct rt_mounts *ms)
 	ms->n = 0;
 }
 
-/* "/a//b/" -> "/a/b"; false for a relative path, "." or "..", or "/" itself. */
-static bool normalize_path(const char *in, char *out, size_t size)
-{
-	size_t len = 0;
-	const char *p = in;
-
-	if (in[0] != '/')
-		return false;
-	while (*p) {
-		size_t n;
-
-		while (*p == '/')
-			p++;
-		n = strcspn(p, "/");
-		if (n == 0)
-			break;
-		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		if (len + 1 + n + 1 > size)
-			return false;
-		out[len++] = '/';
-		memcpy(out + len, p, n);
-		len += n;
-		p += n;
-	}
-	out[len] = '\0';
-	return len > 0;
-}
-
 static int add_mount(struct rt_mounts *ms, const char *path, const char *base, const char *rel,
 		     bool read_only)
 {
@@ -371,7 +342,7 @@ static int build_mounts(struct runtime *rt, const struct store_sandbox_info *inf
 		const cJSON *sub = cJSON_GetObjectItemCaseSensitive(v, "subpath");
 
 		if (!cJSON_IsString(vid) || !cJSON_IsString(mp) ||
-		    !normalize_path(mp->valuestring, path, sizeof(path)) ||
+		    !view_normalize_mount_path(mp->valuestring, path, sizeof(path)) ||
 		    strchr(vid->valuestring, '/') || vid->valuestring[0] == '.') {
 			snprintf(why, why_size, "invalid volume mount in the record");
 			return -EINVAL;

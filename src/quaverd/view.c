@@ -129,8 +129,7 @@ static int add_mount(struct view *v, enum view_mount_kind kind, const char *path
 	return 0;
 }
 
-/* Normalizes a mount path: "/a//b/" -> "/a/b". False when it is not absolute or names "." "..". */
-static bool normalize_mount_path(const char *in, char *out, size_t size)
+bool view_normalize_mount_path(const char *in, char *out, size_t size)
 {
 	size_t len = 0;
 	const char *p = in;
@@ -256,7 +255,7 @@ int view_build(struct store *st, const char *sandbox_id, struct view *out, struc
 		struct view_mount *vm;
 
 		if (!cJSON_IsString(vid) || !cJSON_IsString(mp) ||
-		    !normalize_mount_path(mp->valuestring, vpath, sizeof(vpath)) ||
+		    !view_normalize_mount_path(mp->valuestring, vpath, sizeof(vpath)) ||
 		    strchr(vid->valuestring, '/') || vid->valuestring[0] == '.') {
 			rc = -EINVAL;
 			snprintf(err->msg, sizeof(err->msg), "invalid volume mount in the record");

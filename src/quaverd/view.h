@@ -141,4 +141,11 @@ unsigned view_gid_seen(const struct view *v, int m, gid_t gid);
  */
 int view_seed_root(const char *root);
 
+/*
+ * Normalizes a mount path: "/a//b/" -> "/a/b". False when it is not
+ * absolute, names "." or "..", is "/" itself or does not fit @size. The
+ * view and the runtime build their mount tables with the same rule.
+ */
+bool view_normalize_mount_path(const char *in, char *out, size_t size);
+
 #endif
