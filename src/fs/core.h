@@ -20,12 +20,16 @@
 #include "node.h"
 
 struct files;
+struct runs;
+struct terms;
 
 struct qfs {
 	struct backend *bk;
 	struct cache *cache;
 	struct inode_table *itab;
 	struct files *files; /* files/ of every sandbox (files.h) */
+	struct runs *runs;   /* runs/ of every sandbox (ops_runs.c) */
+	struct terms *terms; /* pty and terminals/ of every sandbox (ops_terms.c) */
 	int op_timeout_ms; /* a state change may wait this long */
 	uid_t uid;
 	gid_t gid;

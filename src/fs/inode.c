@@ -53,10 +53,13 @@ static bool same_key(const struct node_info *a, const struct node_info *b)
 	       strcmp(a->name, b->name) == 0;
 }
 
-/* The number a key starts from: its hash, kept clear of 0, the root and the top bit. */
+/*
+ * The number a key starts from: its hash, kept clear of 0, the root and the
+ * two top bits (files/, runs/ and the terminals have their own ranges there).
+ */
 static uint64_t ino_of_hash(uint64_t h)
 {
-	uint64_t ino = h & 0x7fffffffffffffffULL;
+	uint64_t ino = h & 0x3fffffffffffffffULL;
 
 	return ino <= ROOT_INO ? ino + 2 : ino;
 }

@@ -41,6 +41,9 @@ enum node_kind {
 	NK_SB_PORTS,
 	NK_SB_PORT,	 /* ports/P */
 	NK_SB_FILES,	 /* files/: its inode and everything below live in files.c */
+	NK_SB_RUNS,	 /* runs/: its inode and everything below live in ops_runs.c */
+	NK_SB_PTY,	 /* pty: its inode lives in ops_terms.c */
+	NK_SB_TERMINALS, /* terminals/: its inode and everything below live in ops_terms.c */
 
 	NK_VOLUME,	 /* volumes/NAME */
 	NK_VOL_ID,

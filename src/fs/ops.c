@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "files.h"
 #include "log.h"
 #include "ops_internal.h"
+#include "ops_runs.h"
+#include "ops_terms.h"
 #include "util.h"
 /* Probe names never exist here: the kernel may remember that for long. */
 #define PROBE_TIMEOUT 3600.0
@@ -178,6 +181,10 @@ static int make_entry(struct qfs *fs, struct node_info *child, struct fuse_entry
 	memset(e, 0, sizeof(*e));
 	if (child->kind == NK_SB_FILES)
 		return ofiles_root_entry(fs, child->obj_id, e, err);
+	if (child->kind == NK_SB_RUNS)
+		return oruns_root_entry(fs, child->obj_id, child->obj_name, e, err);
+	if (child->kind == NK_SB_PTY || child->kind == NK_SB_TERMINALS)
+		return oterms_root_entry(fs, child->kind, child->obj_id, child->obj_name, e, err);
 	child->ino = itable_peek(fs->itab, child);
 	ret = core_getattr(fs, child, &e->attr, &data_ms, err);
 	if (ret < 0)
@@ -234,6 +241,8 @@ static void qfs_init_op(void *userdata, struct fuse_conn_info *conn)
 
 	cache_set_gone_hook(fs->cache, on_object_gone, fs);
 	ofiles_init(fs);
+	oruns_init(fs);
+	oterms_init(fs);
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	/* Listings carry attributes at no extra cost: always use readdirplus. */
@@ -264,6 +273,14 @@ static void qfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ofiles_lookup(req, parent, name);
 		return;
 	}
+	if (runs_is_ino(parent)) {
+		oruns_lookup(req, parent, name);
+		return;
+	}
+	if (terms_is_ino(parent)) {
+		oterms_lookup(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	if (name_is_probe(name) && probes_answered_locally(&dir)) {
@@ -289,6 +306,10 @@ static void forget_one(struct qfs *fs, fuse_ino_t ino, uint64_t nlookup)
 {
 	if (files_is_ino(ino))
 		files_forget(fs->files, ino, nlookup);
+	else if (runs_is_ino(ino))
+		oruns_forget(fs, ino, nlookup);
+	else if (terms_is_ino(ino))
+		oterms_forget(fs, ino, nlookup);
 	else
 		itable_forget(fs->itab, ino, nlookup);
 }
@@ -320,6 +341,14 @@ static void qfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		ofiles_getattr(req, ino);
 		return;
 	}
+	if (runs_is_ino(ino)) {
+		oruns_getattr(req, ino);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_getattr(req, ino);
+		return;
+	}
 	(void)fi;
 	if (!get_node(req, ino, &n))
 		return;
@@ -347,6 +376,14 @@ static void qfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 
 	if (files_is_ino(ino)) {
 		ofiles_setattr(req, ino, attr, to_set, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_setattr(req, ino, attr, to_set, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_setattr(req, ino, attr, to_set, fi);
 		return;
 	}
 	(void)attr;
@@ -419,6 +456,14 @@ static void qfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		ofiles_mkdir(req, parent, name, mode);
 		return;
 	}
+	if (runs_is_ino(parent)) {
+		oruns_mkdir(req, parent, name, mode);
+		return;
+	}
+	if (terms_is_ino(parent)) {
+		oterms_mkdir(req, parent, name, mode);
+		return;
+	}
 	(void)mode;
 	if (!get_node(req, parent, &dir))
 		return;
@@ -457,6 +502,14 @@ static void qfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ofiles_rmdir(req, parent, name);
 		return;
 	}
+	if (runs_is_ino(parent)) {
+		oruns_rmdir(req, parent, name);
+		return;
+	}
+	if (terms_is_ino(parent)) {
+		oterms_rmdir(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	child_path(&dir, name, path, sizeof(path));
@@ -486,6 +539,14 @@ static void qfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ofiles_unlink(req, parent, name);
 		return;
 	}
+	if (runs_is_ino(parent)) {
+		oruns_unlink(req, parent, name);
+		return;
+	}
+	if (terms_is_ino(parent)) {
+		oterms_unlink(req, parent, name);
+		return;
+	}
 	if (!get_node(req, parent, &dir))
 		return;
 	child_path(&dir, name, path, sizeof(path));
@@ -513,6 +574,19 @@ static void qfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
 {
 	if (files_is_ino(parent) || files_is_ino(newparent)) {
 		ofiles_rename(req, parent, name, newparent, newname, flags);
+		return;
+	}
+	if (runs_is_ino(parent) && runs_is_ino(newparent)) {
+		oruns_rename(req, parent, name, newparent, newname, flags);
+		return;
+	}
+	if (terms_is_ino(parent) && terms_is_ino(newparent)) {
+		oterms_rename(req, parent, name, newparent, newname, flags);
+		return;
+	}
+	if (runs_is_ino(parent) || runs_is_ino(newparent) || terms_is_ino(parent) ||
+	    terms_is_ino(newparent)) {
+		fuse_reply_err(req, EXDEV);
 		return;
 	}
 	(void)parent;
@@ -603,6 +677,14 @@ static void qfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ofiles_open(req, ino, fi);
 		return;
 	}
+	if (runs_is_ino(ino)) {
+		oruns_open(req, ino, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_open(req, ino, fi);
+		return;
+	}
 	if (!get_node(req, ino, &n))
 		return;
 	node_path(&n, path, sizeof(path));
@@ -655,6 +737,14 @@ static void qfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 		ofiles_create(req, parent, name, mode, fi);
 		return;
 	}
+	if (runs_is_ino(parent)) {
+		oruns_create(req, parent, name, mode, fi);
+		return;
+	}
+	if (terms_is_ino(parent)) {
+		oterms_create(req, parent, name, mode, fi);
+		return;
+	}
 	(void)mode;
 	if (!get_node(req, parent, &dir))
 		return;
@@ -703,6 +793,14 @@ static void qfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		ofiles_read(req, ino, size, off, fi);
 		return;
 	}
+	if (runs_is_ino(ino)) {
+		oruns_read(req, ino, size, off, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_read(req, ino, size, off, fi);
+		return;
+	}
 	fh = open_file_get(fi);
 	if (off < 0 || (size_t)off >= fh->content.len) {
 		fuse_reply_buf(req, NULL, 0);
@@ -726,6 +824,14 @@ static void qfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
 
 	if (files_is_ino(ino)) {
 		ofiles_write(req, ino, buf, size, off, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_write(req, ino, buf, size, off, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_write(req, ino, buf, size, off, fi);
 		return;
 	}
 	(void)off; /* one command per write, wherever it lands */
@@ -762,6 +868,14 @@ static void qfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ofiles_flush(req, ino, fi);
 		return;
 	}
+	if (runs_is_ino(ino)) {
+		oruns_flush(req, ino, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_flush(req, ino, fi);
+		return;
+	}
 	if (!fh->created) {
 		fuse_reply_err(req, 0);
 		return;
@@ -785,6 +899,14 @@ static void qfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 	if (files_is_ino(ino)) {
 		ofiles_release(req, ino, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_release(req, ino, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_release(req, ino, fi);
 		return;
 	}
 	if (fh->created)
@@ -812,6 +934,14 @@ static void qfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 	if (files_is_ino(ino)) {
 		ofiles_opendir(req, ino, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_opendir(req, ino, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_opendir(req, ino, fi);
 		return;
 	}
 	if (!get_node(req, ino, &n))
@@ -884,6 +1014,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			} else if (entry->kind == NK_SB_FILES) {
 				e.attr.st_ino = files_root_ino(fs->files, entry->obj_id);
 				e.attr.st_mode = S_IFDIR;
+			} else if (entry->kind == NK_SB_RUNS) {
+				e.attr.st_ino = oruns_root_ino(fs, entry->obj_id);
+				e.attr.st_mode = S_IFDIR;
+			} else if (entry->kind == NK_SB_PTY || entry->kind == NK_SB_TERMINALS) {
+				e.attr.st_ino = oterms_root_ino(fs, entry->kind, entry->obj_id);
+				e.attr.st_mode = kind_info(entry->kind)->mode;
 			} else {
 				e.attr.st_ino = itable_peek(fs->itab, entry);
 				e.attr.st_mode = kind_info(entry->kind)->mode;
@@ -921,6 +1057,14 @@ static void qfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		ofiles_readdir(req, ino, size, off, fi, false);
 		return;
 	}
+	if (runs_is_ino(ino)) {
+		oruns_readdir(req, ino, size, off, fi, false);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_readdir(req, ino, size, off, fi, false);
+		return;
+	}
 	do_readdir(req, ino, size, off, fi, false);
 }
 
@@ -929,6 +1073,14 @@ static void qfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 {
 	if (files_is_ino(ino)) {
 		ofiles_readdir(req, ino, size, off, fi, true);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_readdir(req, ino, size, off, fi, true);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_readdir(req, ino, size, off, fi, true);
 		return;
 	}
 	do_readdir(req, ino, size, off, fi, true);
@@ -940,6 +1092,14 @@ static void qfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 
 	if (files_is_ino(ino)) {
 		ofiles_releasedir(req, ino, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_releasedir(req, ino, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_releasedir(req, ino, fi);
 		return;
 	}
 	free(dh->entries);
@@ -969,6 +1129,14 @@ static void qfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_
 {
 	if (files_is_ino(ino)) {
 		ofiles_fsync(req, ino, datasync, fi);
+		return;
+	}
+	if (runs_is_ino(ino)) {
+		oruns_fsync(req, ino, datasync, fi);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_fsync(req, ino, datasync, fi);
 		return;
 	}
 	fuse_reply_err(req, 0);
@@ -1016,8 +1184,38 @@ static void qfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	fuse_reply_err(req, ENOTSUP);
 }
 
+/*
+ * poll() on a node with nothing to wait for: always ready. Never ENOSYS,
+ * which the kernel would remember for every file of the mount, the
+ * terminals included.
+ */
+static void qfs_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct fuse_pollhandle *ph)
+{
+	if (runs_is_ino(ino)) {
+		oruns_poll(req, ino, fi, ph);
+		return;
+	}
+	if (terms_is_ino(ino)) {
+		oterms_poll(req, ino, fi, ph);
+		return;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM);
+}
+
+static void qfs_destroy_op(void *userdata)
+{
+	struct qfs *fs = userdata;
+
+	oterms_destroy(fs);
+	oruns_destroy(fs);
+}
+
 const struct fuse_lowlevel_ops quaverfs_ops = {
 	.init = qfs_init_op,
+	.destroy = qfs_destroy_op,
 	.lookup = qfs_lookup,
 	.forget = qfs_forget,
 	.forget_multi = qfs_forget_multi,
@@ -1048,4 +1246,5 @@ const struct fuse_lowlevel_ops quaverfs_ops = {
 	.getxattr = qfs_getxattr,
 	.listxattr = qfs_listxattr,
 	.removexattr = qfs_removexattr,
+	.poll = qfs_poll,
 };
