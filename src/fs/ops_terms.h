@@ -5,9 +5,9 @@
  * files knows what is inside the range.
  *
  * A note from the lead for whoever builds it: shell idioms read every
- * regular file of a sandbox directory (`cat sandboxes/s1/*`, `grep -l x
- * sandboxes/*\/*`, file managers sniffing content; tests/test_fs_shell.py
- * does both). An open of `pty` for reading only must therefore not start a
+ * regular file of a sandbox directory (cat or grep -l of every node of
+ * sandboxes/s1, file managers sniffing content; tests/test_fs_shell.py
+ * does the first). An open of `pty` for reading only must therefore not start a
  * terminal and must not block: it reads as empty (EOF at once); a terminal
  * starts for an open with write access (O_WRONLY or O_RDWR). Document it in
  * fs-layout.md. tests/test_fs_shell.py's control_walk skips runs/,
