@@ -376,6 +376,21 @@ long dt_wait_timeout_ms(const struct dt_client *c)
 	return c->wait_timeout_ms;
 }
 
+const struct curl_slist *dt_client_headers(const struct dt_client *c)
+{
+	return c->headers_common;
+}
+
+const char *dt_client_ca_file(const struct dt_client *c)
+{
+	return c->ca_file;
+}
+
+long dt_client_connect_timeout_ms(const struct dt_client *c)
+{
+	return c->connect_timeout_ms;
+}
+
 /* ---- the connection pool ---- */
 
 static int xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,

@@ -141,6 +141,14 @@ bool dt_cancelled(void);
 int dt_sleep_ms(long ms);
 
 long dt_wait_timeout_ms(const struct dt_client *c);
+/*
+ * For the websocket client (dt_ws.c), which sends what every request sends:
+ * the common header lines (the first is Authorization: never log them), the
+ * CA file (NULL: the system store) and the connect timeout.
+ */
+const struct curl_slist *dt_client_headers(const struct dt_client *c);
+const char *dt_client_ca_file(const struct dt_client *c);
+long dt_client_connect_timeout_ms(const struct dt_client *c);
 const char *dt_client_target(const struct dt_client *c);
 
 /* Fills @err with errno @e, status @status and "@what: <fmt>". Returns -e. */
