@@ -4,10 +4,8 @@ real quaverd (issue 6).
 tests/sdk/suite.js is given nothing but DAYTONA_API_URL and DAYTONA_API_KEY
 (the state dir's url and token) and prints one line per SDK call it checks:
 "ok <call>" or "FAIL <call>: <the SDK's error>". Each test here runs some of
-its groups, prints the calls exercised and fails on any FAIL line. The
-groups keepalive, sessionlogs and pty are not run here yet: they wait for
-quaverd pieces (keep-alive after a streamed download, sessions' websocket
-logs, ptys).
+its groups, prints the calls exercised and fails on any FAIL line; together
+they run every group suite.js has (test_every_group_is_run checks).
 
 The SDK is installed by `npm ci` from tests/sdk/package-lock.json when
 tests/sdk/node_modules is missing or holds another SDK version (tools/install-deps installs node and npm).
@@ -182,3 +180,32 @@ def test_sdk_sessions(sdk_quaverd, pytestconfig):
     """Sessions: state kept between commands, an async command's exit code and
     logs, delete."""
     assert_suite(pytestconfig, sdk_quaverd, "sessions")
+
+
+def test_sdk_keepalive(sdk_quaverd, pytestconfig):
+    """Calls back to back on the SDK's keep-alive connections: downloads of a
+    few KB (more than lws sends in one write), then a POST with a body."""
+    assert_suite(pytestconfig, sdk_quaverd, "keepalive")
+
+
+def test_sdk_session_logs(sdk_quaverd, pytestconfig):
+    """getSessionCommandLogs with callbacks: the logs followed over a websocket,
+    stdout and stderr apart, ending when the command does."""
+    assert_suite(pytestconfig, sdk_quaverd, "sessionlogs")
+
+
+def test_sdk_pty(sdk_quaverd, pytestconfig):
+    """createPty (envs, cwd, a subprotocol list over libwebsockets' limits),
+    input and output, resize, listPtySessions, wait for the exit code, kill."""
+    oks = assert_suite(pytestconfig, sdk_quaverd, "pty")
+    assert "PtyHandle.kill" in oks
+
+
+def test_every_group_is_run():
+    """Every group suite.js defines is run by a test of this file."""
+    import re
+    defined = set(re.findall(r"^groups\.(\w+) = async", SUITE.read_text(), re.M))
+    here = Path(__file__).read_text()
+    run = set(re.findall(r'assert_suite\(pytestconfig, sdk_quaverd, "(\w+)"\)', here))
+    run |= set(re.findall(r'run_suite\(q, "(\w+)"\)', here))
+    assert defined and defined == run, (sorted(defined - run), sorted(run - defined))

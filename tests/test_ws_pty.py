@@ -229,6 +229,44 @@ def test_envs_subprotocol(shared_quaverd, sandbox):
     t.wait_closed()
 
 
+def test_envs_subprotocol_over_the_lws_limits(shared_quaverd, sandbox):
+    """libwebsockets 4.1 gives up on an offered token over 63 characters and on
+    a list over 126 bytes; quaverd serves them all the same (the SDK sends
+    the envs first, base64url in one token)."""
+    envs = {"LONG_ONE": "v" * 300, "SECOND": "two words"}
+    token = base64.urlsafe_b64encode(json.dumps(envs).encode()).decode().rstrip("=")
+    assert len(token) > 400
+    t = Term(shared_quaverd, tb(sandbox, "process/pty/create-connect?id=p8"),
+             protocols=(f"X-Daytona-Pty-Envs~{token}", "other-a", "other-b", EXIT_CONTROL))
+    assert t.ws.protocol == EXIT_CONTROL
+    t.type("echo n=${#LONG_ONE} s=$SECOND\r")
+    t.wait_output(r"n=300 s=two words\r\n")
+    info = toolbox(shared_quaverd, "GET", sandbox, "process/pty/p8")
+    assert info[0] == 200 and info[1]["envs"] == envs
+    t.type("exit\r")
+    assert t.wait_closed()[0] == 1000
+    # a long list without a token quaverd echoes: the first offered one, if it can be echoed
+    t2 = Term(shared_quaverd, tb(sandbox, "process/pty/create-connect?id=p9"),
+              protocols=("short-one", "y" * 70, "z" * 70))
+    assert t2.ws.protocol == "short-one"
+    t2.type("exit\r")
+    t2.wait_closed()
+
+
+def test_kill_right_after_the_start_ends_the_shell(shared_quaverd, sandbox):
+    """DELETE at once after create-connect (the shell not yet in its own process
+    group or session): the clients still get exit 137 and the close."""
+    q = shared_quaverd
+    for i in range(15):
+        t = Term(q, tb(sandbox, f"process/pty/create-connect?id=k{i}"))
+        assert toolbox(q, "DELETE", sandbox, f"process/pty/k{i}")[0] == 200
+        code, reason = t.wait_closed(timeout=5)
+        assert (code, json.loads(reason)) == (1011, {"exitCode": 137, "exitReason": "SIGKILL"})
+        assert {"type": "control", "status": "exited", "exitCode": 137,
+                "exitReason": "SIGKILL"} in t.controls
+        assert toolbox(q, "GET", sandbox, f"process/pty/k{i}")[0] == 404
+
+
 def test_quaverd_stops_cleanly_with_a_busy_terminal(quaverd):
     """SIGTERM while a shell floods two clients: quaverd exits 0 (the fixture
     checks) and the clients see the connection end."""

@@ -315,11 +315,34 @@ static void flush_input(struct pty_session *s)
 	}
 }
 
+/*
+ * Sends SIGKILL to the shell and whatever runs on its terminal. Under s->lock.
+ * Right after the start this can miss: the process makes its own process
+ * group only once running, and setsid's child takes the terminal a moment
+ * later; so the reader repeats it until the shell is gone.
+ */
+static void signal_shell(struct pty_session *s)
+{
+	pid_t fg = -1, sid = -1;
+
+	/* the shell has its own session (setsid -c): find it through the terminal */
+	if (ioctl(s->master, TIOCGPGRP, &fg) == 0 && fg > 1)
+		kill(-fg, SIGKILL);
+	if (ioctl(s->master, TIOCGSID, &sid) == 0 && sid > 1) {
+		kill(-sid, SIGHUP);
+		kill(-sid, SIGKILL);
+	}
+	rt_proc_signal_group(&s->proc, SIGKILL);
+	/* not yet a group of its own: its pid is pinned until its status is read */
+	if (!s->proc.exited && s->proc.pid > 1)
+		kill(s->proc.pid, SIGKILL);
+}
+
 static void *reader_main(void *arg)
 {
 	struct pty_session *s = arg;
 	unsigned char *buf = malloc(PTY_READ_MAX);
-	bool eof = false, exited = false;
+	bool eof = false, exited = false, killed;
 	int64_t exited_ms = 0;
 
 	while (buf) {
@@ -329,10 +352,13 @@ static void *reader_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		fds[0] = (struct pollfd){.fd = eof ? -1 : s->master,
 					 .events = (short)(POLLIN | (s->input.len ? POLLOUT : 0))};
+		killed = s->killed;
+		if (killed && !exited)
+			signal_shell(s);
 		pthread_mutex_unlock(&s->lock);
 		fds[1] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
 		fds[2] = (struct pollfd){.fd = exited ? -1 : s->proc.status_fd, .events = POLLIN};
-		n = poll(fds, 3, exited ? 50 : -1);
+		n = poll(fds, 3, exited || killed ? 50 : -1);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (fds[1].revents & POLLIN) {
@@ -491,21 +517,17 @@ fail:
 /* Kills the shell and whatever runs on its terminal; the reader reports exit 137. */
 static void session_kill(struct pty_session *s)
 {
-	pid_t fg = -1, sid = -1;
 	bool never_started;
+	uint64_t one = 1;
 
 	pthread_mutex_lock(&s->lock);
 	s->killed = true;
 	never_started = !s->started && !s->ended;
 	if (s->started && !s->ended) {
-		/* the shell has its own session (setsid -c): find it through the terminal */
-		if (ioctl(s->master, TIOCGPGRP, &fg) == 0 && fg > 1)
-			kill(-fg, SIGKILL);
-		if (ioctl(s->master, TIOCGSID, &sid) == 0 && sid > 1) {
-			kill(-sid, SIGHUP);
-			kill(-sid, SIGKILL);
-		}
-		rt_proc_signal_group(&s->proc, SIGKILL);
+		signal_shell(s);
+		/* the reader repeats the kill until the shell is gone */
+		if (write(s->wake_fd, &one, sizeof(one)) < 0)
+			log_debug("pty %s: cannot wake the reader: %s", s->id, strerror(errno));
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (never_started)

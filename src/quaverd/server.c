@@ -115,6 +115,21 @@ struct job {
 	uint64_t sent;
 };
 
+/*
+ * An accepted upgrade whose Sec-WebSocket-Protocol list lws 4.1 would
+ * refuse (see ws_confirm_upgrade): its socket, taken from lws, and what to
+ * serve on it once it comes back with a request lws can handle.
+ */
+struct ws_handoff {
+	struct ws_handoff *next;
+	int fd;		/* ours until lws adopts it */
+	int adopted_fd; /* the socket lws adopted, for its second upgrade */
+	struct ws_accept acc;
+	char peer[64];
+	struct buf request; /* the request lws is given with the socket */
+	bool taken;	    /* its second upgrade used it */
+};
+
 /* lws per-session data: the job of the transaction in progress, or the websocket. */
 struct conn {
 	struct job *job;
@@ -150,9 +165,11 @@ struct http_server {
 	const struct ws_ops *ws_ops;
 	void *ws_ctx;
 	struct ws_hub *hub;
-	struct lws *pending_wsi;     /* accepted in CONFIRM_UPGRADE, not yet established */
+	struct lws *pending_wsi; /* accepted in CONFIRM_UPGRADE, not yet established */
 	struct ws_conn *pending;
 	char ws_protocol_name[64];   /* the name of protocols[1], set per upgrade */
+	struct ws_handoff *handoffs; /* upgrades waiting to be adopted again (see ws_handoff) */
+	struct ws_handoff *adopting; /* the one being adopted right now */
 	struct lws_protocols protocols[3];
 };
 
@@ -1051,6 +1068,18 @@ static int on_writeable(struct http_server *srv, struct lws *wsi, struct conn *c
 		job->to_send -= (uint64_t)got;
 		burst += (size_t)got;
 	}
+	if (lws_send_pipe_choked(wsi)) {
+		/*
+		 * What the socket did not take is buffered inside lws, which
+		 * then only pretends to complete the transaction (it defers it
+		 * and keeps the header table, which finish() would take for a
+		 * pipelined request). Finish once lws has drained it: lws asks
+		 * for WRITEABLE again when its buffer is empty.
+		 */
+		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, STALL_TIMEOUT_S);
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
 	return finish(wsi, conn, job);
 }
 
@@ -1106,6 +1135,140 @@ static size_t split_protocols(char *list, const char **out, size_t max)
 	return n;
 }
 
+/* What lws 4.1 can take of a Sec-WebSocket-Protocol list (lws_process_ws_upgrade). */
+#define LWS_PROTOCOL_LIST_MAX 126
+#define LWS_PROTOCOL_TOKEN_MAX 63
+
+/*
+ * Whether lws would refuse the offered list before it reaches @echo: it
+ * reads the list into 128 bytes and gives up on the first token over 63
+ * characters (the SDK's X-Daytona-Pty-Envs~ token carries the envs, and
+ * comes first).
+ */
+static bool lws_refuses_protocols(struct lws *wsi, const char *const *offered, size_t noffered,
+				  const char *echo)
+{
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > LWS_PROTOCOL_LIST_MAX)
+		return true;
+	for (size_t i = 0; i < noffered; i++) {
+		if (strlen(offered[i]) > LWS_PROTOCOL_TOKEN_MAX)
+			return true;
+		if (!strcmp(offered[i], echo))
+			break;
+	}
+	return false;
+}
+
+static void handoff_free(struct ws_handoff *h)
+{
+	if (!h)
+		return;
+	if (!h->taken && h->acc.handler && h->acc.handler->on_close)
+		h->acc.handler->on_close(h->acc.arg, NULL);
+	if (h->fd >= 0)
+		close(h->fd);
+	buf_free(&h->request);
+	free(h);
+}
+
+/*
+ * lws 4.1 cannot be made to skip its own protocol matching, so an upgrade
+ * it would refuse (routed and accepted already) is handed back to it as a
+ * new connection: the socket is moved to a new descriptor (the old one now
+ * names a dead socketpair end, which lws closes as it hangs up), and once
+ * this callback has returned, lws adopts the socket with a request that
+ * offers only the token we echo (ws_adopt_handoffs). That request's
+ * upgrade finds the handoff by its socket and serves what was accepted
+ * here. The client sees one handshake: its own key, our echo.
+ *
+ * 0 when handed off (the caller hangs up on @wsi), -1 when it could not be.
+ */
+static int ws_handoff(struct http_server *srv, struct lws *wsi, const struct ws_accept *acc,
+		      const char *echo, const char *peer)
+{
+	struct ws_handoff *h = calloc(1, sizeof(*h));
+	int fd = (int)lws_get_socket_fd(wsi), pair[2] = {-1, -1};
+	char *key = NULL;
+
+	if (!h)
+		return -1;
+	h->fd = -1;
+	h->acc = *acc;
+	copy_str(h->acc.protocol, sizeof(h->acc.protocol), echo);
+	copy_str(h->peer, sizeof(h->peer), peer);
+	if (fd < 0 || copy_token(wsi, WSI_TOKEN_KEY, &key) <= 0 ||
+	    buf_printf(&h->request,
+		       "GET /quaverd-websocket-handoff HTTP/1.1\r\nHost: quaverd\r\n"
+		       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
+		       "Sec-WebSocket-Protocol: %s\r\n\r\n",
+		       key, echo) < 0)
+		goto fail;
+	h->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (h->fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair))
+		goto fail;
+	if (dup3(pair[0], fd, O_CLOEXEC) < 0)
+		goto fail;
+	close(pair[0]);
+	close(pair[1]);
+	free(key);
+	h->next = srv->handoffs;
+	srv->handoffs = h;
+	lws_cancel_service(srv->lws); /* ws_adopt_handoffs, outside this callback */
+	return 0;
+fail:
+	log_warn("cannot hand a websocket upgrade over to a new connection: %s", strerror(errno));
+	if (pair[0] >= 0) {
+		close(pair[0]);
+		close(pair[1]);
+	}
+	h->taken = true; /* the caller still owns acc */
+	handoff_free(h);
+	free(key);
+	return -1;
+}
+
+/* Service thread, outside any callback of theirs: lws takes the handed-off sockets back. */
+static void ws_adopt_handoffs(struct http_server *srv)
+{
+	while (srv->handoffs) {
+		struct ws_handoff *h = srv->handoffs;
+		struct lws *wsi;
+		int fd = h->fd;
+
+		srv->handoffs = h->next;
+		srv->adopting = h;
+		/* lws owns the descriptor from here, also when adopting fails */
+		h->fd = -1;
+		h->adopted_fd = fd;
+		wsi =
+		    lws_adopt_socket_vhost_readbuf(srv->vhost, fd, h->request.data, h->request.len);
+		srv->adopting = NULL;
+		if (!h->taken)
+			log_debug("websocket %s: the handed-off upgrade was not served (%s)",
+				  h->peer, wsi ? "deferred by lws" : "adoption failed");
+		handoff_free(h);
+	}
+}
+
+/* The upgrade of an adopted handoff: serve what was accepted for it. 0, or -1 to hang up. */
+static int ws_take_handoff(struct http_server *srv, struct lws *wsi)
+{
+	struct ws_handoff *h = srv->adopting;
+
+	srv->adopting = NULL;
+	h->taken = true;
+	copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), h->acc.protocol);
+	srv->pending = ws_conn_new(srv->hub, &h->acc, h->peer);
+	if (!srv->pending) {
+		if (h->acc.handler->on_close)
+			h->acc.handler->on_close(h->acc.arg, NULL);
+		return -1;
+	}
+	srv->pending_wsi = wsi;
+	return 0;
+}
+
 /*
  * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: the request is parsed and the handshake
  * not yet sent. Routes the upgrade (ws_ops decides, auth included) and
@@ -1117,7 +1280,8 @@ static size_t split_protocols(char *list, const char **out, size_t max)
  * catch-all whose name is set here, just before lws matches the list, to the
  * token we echo; lws matches and writes the handshake synchronously on this
  * same thread, so the name cannot change in between. lws also refuses a
- * protocol list over 127 bytes or a token over 63 characters outright.
+ * protocol list over 126 bytes, or a token over 63 characters before the
+ * one it matches: such an upgrade is handed off (ws_handoff).
  *
  * Returns 0 to go on with the upgrade, 1 when refused with an answer.
  */
@@ -1140,6 +1304,8 @@ static int ws_confirm_upgrade(struct http_server *srv, struct lws *wsi, struct c
 		srv->pending = NULL;
 		srv->pending_wsi = NULL;
 	}
+	if (srv->adopting && (int)lws_get_socket_fd(wsi) == srv->adopting->adopted_fd)
+		return ws_take_handoff(srv, wsi);
 	copy_str(req.method, sizeof(req.method), "GET");
 	req.received_ms = now_mono_ms();
 	peer_name(wsi, req.peer, sizeof(req.peer));
@@ -1166,6 +1332,25 @@ static int ws_confirm_upgrade(struct http_server *srv, struct lws *wsi, struct c
 	if (noffered) {
 		const char *echo = acc.protocol[0] ? acc.protocol : offered[0];
 
+		if (strlen(echo) >= sizeof(srv->ws_protocol_name)) {
+			if (acc.handler->on_close)
+				acc.handler->on_close(acc.arg, NULL);
+			refuse_upgrade(
+			    wsi, &req, 400,
+			    "Offer a subprotocol quaverd can echo (at most 63 characters).");
+			goto out;
+		}
+		if (lws_refuses_protocols(wsi, offered, noffered, echo)) {
+			if (ws_handoff(srv, wsi, &acc, echo, req.peer) < 0) {
+				if (acc.handler->on_close)
+					acc.handler->on_close(acc.arg, NULL);
+			} else {
+				log_debug("GET %s (websocket) handed off to echo %s", req.path,
+					  echo);
+			}
+			rc = -1;
+			goto out;
+		}
 		copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), echo);
 	}
 	srv->pending = ws_conn_new(srv->hub, &acc, req.peer);
@@ -1235,6 +1420,8 @@ static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		return conn ? on_writeable(srv, wsi, conn) : 0;
 
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		if (srv->handoffs && !atomic_load(&srv->stop_service))
+			ws_adopt_handoffs(srv);
 		collect_done(srv);
 		if (srv->hub && !atomic_load(&srv->stop_service))
 			ws_hub_service(srv->hub);
@@ -1382,6 +1569,12 @@ static void free_server(struct http_server *srv)
 		ws_conn_closed(srv->pending);
 		srv->pending = NULL;
 	}
+	while (srv->handoffs) {
+		struct ws_handoff *h = srv->handoffs;
+
+		srv->handoffs = h->next;
+		handoff_free(h);
+	}
 	/* jobs the workers finished but nobody collected: all orphaned now */
 	rest = srv->done_head;
 	while (rest) {
@@ -1433,11 +1626,17 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 	 * subprotocol; protocols[1] is the catch-all for those that do, named
 	 * per upgrade after the token we echo (see ws_confirm_upgrade).
 	 */
-	srv->protocols[0] = (struct lws_protocols){"http", callback_http, sizeof(struct conn), 0, 0,
-						   NULL, 0};
+	/*
+	 * tx_packet_size: without it lws sends at most 4 KB per write and
+	 * copies the rest of each WRITE_CHUNK into its own buffer.
+	 */
+	srv->protocols[0] = (struct lws_protocols){.name = "http",
+						   .callback = callback_http,
+						   .per_session_data_size = sizeof(struct conn),
+						   .tx_packet_size = WRITE_CHUNK};
 	copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), "quaverd-none");
-	srv->protocols[1] = (struct lws_protocols){srv->ws_protocol_name, callback_http,
-						   sizeof(struct conn), 0, 0, NULL, 0};
+	srv->protocols[1] = (struct lws_protocols){
+	    srv->ws_protocol_name, callback_http, sizeof(struct conn), 0, 0, NULL, 0};
 	srv->listen_addr = strdup(cfg->listen_addr ? cfg->listen_addr : "127.0.0.1");
 	srv->spool_dir = strdup(cfg->spool_dir ? cfg->spool_dir : "/tmp");
 	srv->nworkers = 0;

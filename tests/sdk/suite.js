@@ -763,6 +763,7 @@ groups.pty = async () => {
 			id: `sdk-pty-${RUN}`,
 			cols: 100,
 			rows: 30,
+			envs: { SDK_PTY_SHORT: 'short' },
 			onData: (d) => {
 				output += decoder.decode(d, { stream: true });
 			},
@@ -773,8 +774,8 @@ groups.pty = async () => {
 	});
 
 	await check('PtyHandle.sendInput (output comes back)', async () => {
-		await pty.sendInput('echo pty-$((6*7))\n');
-		await waitFor('pty output', async () => output.includes('pty-42'));
+		await pty.sendInput('echo pty-$((6*7)) $SDK_PTY_SHORT\n');
+		await waitFor('pty output', async () => output.includes('pty-42 short'));
 	});
 
 	await check('PtyHandle.resize', async () => {
@@ -794,6 +795,28 @@ groups.pty = async () => {
 		await pty.sendInput('exit 3\n');
 		const res = await pty.wait();
 		assert.equal(res.exitCode, 3);
+	});
+
+	await check('process.createPty({envs}) (a subprotocol list over libwebsockets 4.1\'s limits)', async () => {
+		// The envs travel base64url-encoded in a subprotocol token: this one is
+		// a token of 300 characters in a list of 350.
+		const id = `sdk-pty-envs-${RUN}`;
+		const envs = { SDK_PTY_A: 'alpha beta', SDK_PTY_LONG: 'x'.repeat(200) };
+		let out3 = '';
+		const h = await sb.process.createPty({
+			id,
+			cwd: '/tmp',
+			envs,
+			onData: (d) => (out3 += decoder.decode(d, { stream: true })),
+		});
+		await h.waitForConnection();
+		await h.sendInput('echo "A=$SDK_PTY_A L=${#SDK_PTY_LONG} D=$(pwd)"\n');
+		await waitFor('envs in the shell', async () => out3.includes('A=alpha beta L=200 D=/tmp'));
+		const info = await sb.process.getPtySessionInfo(id);
+		assert.deepEqual(info.envs, envs);
+		assert.equal(info.cwd, '/tmp');
+		await h.sendInput('exit 0\n');
+		assert.equal((await h.wait()).exitCode, 0);
 	});
 
 	await check('PtyHandle.kill', async () => {
