@@ -39,16 +39,63 @@ static void change_entry(struct core_changes *ch, enum node_kind dir_kind, const
 	ch->nentries++;
 }
 
+/* Bytes of the UTF-8 sequence at @s (1-4), or 0 when it is not valid UTF-8. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n = c < 0x80		    ? 1
+		   : c >= 0xc2 && c <= 0xdf ? 2
+		   : c >= 0xe0 && c <= 0xef ? 3
+		   : c >= 0xf0 && c <= 0xf4 ? 4
+					    : 0;
+
+	if (n >= 3 && ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+		       (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f)))
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/*
+ * @in as one line of printable UTF-8: messages quote what was written, and
+ * the error nodes are read with cat, so a control character (an escape
+ * sequence for the reader's terminal) or a byte that is not UTF-8 becomes
+ * "\xNN", and a newline a space.
+ */
+static void printable_copy(char *out, size_t size, const char *in)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	while (*s && o + 5 < size) {
+		size_t n = utf8_len(s);
+
+		if (*s == '\n' || *s == '\t') {
+			out[o++] = ' ';
+			s++;
+		} else if (n == 0 || (n == 1 && (*s < 0x20 || *s == 0x7f))) {
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", *s);
+			s++;
+		} else {
+			memcpy(out + o, s, n);
+			o += n;
+			s += n;
+		}
+	}
+	out[o] = '\0';
+}
+
 void core_record_failure(struct qfs *fs, const char *path, const char *obj_id,
 			 const struct dt_error *err, struct core_changes *ch)
 {
-	const char *msg = err->message[0] ? err->message : strerror(err->err);
+	char msg[sizeof(err->message)], where[400];
 
+	printable_copy(msg, sizeof(msg), err->message[0] ? err->message : strerror(err->err));
+	printable_copy(where, sizeof(where), path);
 	pthread_mutex_lock(&fs->lock);
-	snprintf(fs->root_error, sizeof(fs->root_error), "%s: %s", path, msg);
-	for (char *p = fs->root_error; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
+	snprintf(fs->root_error, sizeof(fs->root_error), "%s: %s", where, msg);
 	pthread_mutex_unlock(&fs->lock);
 	if (obj_id && obj_id[0]) {
 		cache_set_error(fs->cache, obj_id, msg);
@@ -56,7 +103,7 @@ void core_record_failure(struct qfs *fs, const char *path, const char *obj_id,
 	}
 	if (ch)
 		ch->root_error = true;
-	log_warn("%s: %s", path, msg);
+	log_warn("%s: %s", where, msg);
 }
 
 void core_clear_failure(struct qfs *fs, const char *obj_id, struct core_changes *ch)
@@ -832,7 +879,11 @@ int core_create(struct qfs *fs, const struct node_info *dir, const char *name,
 	ret = core_node_obj(fs, dir, false, &o, err);
 	if (ret < 0)
 		return ret;
-	node_make(child, NK_SB_LABEL, dir->obj_id, cobj_name(o), name);
+	if (!node_make(child, NK_SB_LABEL, dir->obj_id, cobj_name(o), name)) {
+		/* Never a truncated key: the kernel lets FUSE names reach 1024 bytes. */
+		cobj_put(o);
+		return core_fail(err, ENAMETOOLONG, "a label's name has at most 255 bytes");
+	}
 	cobj_put(o);
 	/* The label exists once written (or closed unwritten: an empty value). */
 	pthread_mutex_lock(&fs->lock);
