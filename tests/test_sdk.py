@@ -13,9 +13,12 @@ tests/sdk/node_modules is missing or holds another SDK version (tools/install-de
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +31,33 @@ NODE_TIMEOUT = 90
 # A script's own work takes a few seconds; one that lingers after its last
 # call (the SDK's background connection) is a failure.
 EXIT_WITHIN = 25
+# From the summary line (the script's last statement) to node's exit: the
+# SDK closes its socket.io connection and nothing else keeps node alive.
+EXIT_AFTER_LAST_CALL = 2.0
 INSTALL_TIMEOUT = 300
+
+# SDK methods the suite's scripts called (name -> times) and the groups run,
+# over this module's tests: test_acceptance_calls checks them.
+CALLED = {}
+GROUPS_RUN = set()
+
+# Issue 6's acceptance list, as the SDK methods that carry it.
+ACCEPTANCE_CALLS = [
+    "Daytona.create", "Daytona.get", "Daytona.list", "Daytona.delete",
+    "Process.codeRun", "Process.executeCommand",
+    "Process.createSession", "Process.executeSessionCommand", "Process.getSessionCommand",
+    "Process.getSessionCommandLogs", "Process.deleteSession",
+    "FileSystem.uploadFile", "FileSystem.downloadFile", "FileSystem.listFiles",
+    "FileSystem.createFolder", "FileSystem.moveFiles", "FileSystem.deleteFile",
+    "FileSystem.getFileDetails", "FileSystem.setFilePermissions", "FileSystem.findFiles",
+    "FileSystem.searchFiles", "FileSystem.replaceInFiles",
+    "Process.createPty", "PtyHandle.sendInput", "PtyHandle.resize", "PtyHandle.wait",
+    "PtyHandle.kill",
+    "Sandbox.stop", "Sandbox.start", "Sandbox.archive", "Sandbox.recover", "Sandbox.delete",
+    "VolumeService.get", "Sandbox.createSnapshot", "SnapshotService.list",
+    "SnapshotService.get", "SnapshotService.delete",
+    "Sandbox.setLabels", "Sandbox.setAutostopInterval", "Sandbox.getPreviewLink",
+]
 
 # quaverd's archive and restore last this long, so a start with a short
 # timeout can be seen to time out (suite.js errors group).
@@ -76,27 +105,53 @@ def run_suite(q, *groups, run="t"):
     # events; without quaverd's keep-alive and close handling a script would
     # only exit after minutes of reconnecting, which the time limit catches.
     started = time.monotonic()
-    proc = subprocess.run([node, str(SUITE), *groups], cwd=SDK_DIR, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=NODE_TIMEOUT)
-    elapsed = time.monotonic() - started
-    lines = proc.stdout.splitlines()
+    with tempfile.TemporaryFile("w+") as err, \
+            subprocess.Popen([node, str(SUITE), *groups], cwd=SDK_DIR, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                             text=True) as proc:
+        lines, summary_at = [], None
+        timer = threading.Timer(NODE_TIMEOUT, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("sdk: "):
+                    summary_at = time.monotonic()
+            code = proc.wait()
+        finally:
+            timer.cancel()
+        exited_at = time.monotonic()
+        err.seek(0)
+        stderr = err.read()
     oks = [line[3:] for line in lines if line.startswith("ok ")]
     fails = [line for line in lines if line.startswith("FAIL ")]
-    if proc.stderr.strip():
-        fails.append("stderr: " + proc.stderr.strip()[-2000:])
-    if elapsed > EXIT_WITHIN:
-        fails.append(f"FAIL node exits promptly: the script took {elapsed:.1f} s "
+    for line in lines:
+        if line.startswith("called "):
+            name, times = line[len("called "):].rsplit(" ", 1)
+            CALLED[name] = CALLED.get(name, 0) + int(times)
+            GROUPS_RUN.update(groups)
+    if stderr.strip():
+        fails.append("stderr: " + stderr.strip()[-2000:])
+    if exited_at - started > EXIT_WITHIN:
+        fails.append(f"FAIL node exits promptly: the script took {exited_at - started:.1f} s "
                      f"(limit {EXIT_WITHIN} s)")
-    return proc.returncode, oks, fails, lines
+    if summary_at is not None and exited_at - summary_at > EXIT_AFTER_LAST_CALL:
+        fails.append(f"FAIL node exits promptly: it lingered {exited_at - summary_at:.1f} s "
+                     f"after its last call (limit {EXIT_AFTER_LAST_CALL} s)")
+    return code, oks, fails, lines
 
 
-def report(config, title, oks, fails):
+def report(config, title, oks, fails, lines=()):
     """The acceptance asks that the output lists every SDK call exercised:
-    written to the terminal even when pytest captures output (-q, passing)."""
+    written to the terminal even when pytest captures output (-q, passing).
+    The checks (ok/FAIL), then the SDK methods the group called, how often."""
     out = [f"SDK calls exercised ({title}):"]
     out += [f"  ok   {c}" for c in oks]
     out += [f"  {f}" for f in fails]
+    called = [line[len("called "):] for line in lines if line.startswith("called ")]
+    if called:
+        out.append("  methods called: " + ", ".join(
+            f"{c.rsplit(' ', 1)[0]} x{c.rsplit(' ', 1)[1]}" for c in called))
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if terminal is None or capture is None:
@@ -110,7 +165,7 @@ def report(config, title, oks, fails):
 
 def assert_suite(config, q, *groups):
     code, oks, fails, lines = run_suite(q, *groups)
-    report(config, " ".join(groups), oks, fails)
+    report(config, " ".join(groups), oks, fails, lines)
     assert not fails, "SDK calls failed:\n" + "\n".join(fails)
     assert code == 0, "suite.js exited %d:\n%s" % (code, "\n".join(lines[-20:]))
     assert lines and lines[-1] == f"sdk: {len(oks)} ok, 0 FAIL", lines[-1:]
@@ -125,7 +180,7 @@ def sdk_quaverd(make_module_quaverd, pytestconfig):
     _ensure_sdk_installed()
     q = make_module_quaverd("--transition-delay", TRANSITION_DELAY_MS, name="sdk")
     code, oks, fails, lines = run_suite(q, "prepare")
-    report(pytestconfig, "prepare", oks, fails)
+    report(pytestconfig, "prepare", oks, fails, lines)
     assert code == 0 and not fails, "\n".join(lines)
     broken = [line.split()[1] for line in lines if line.startswith("broken-id ")]
     assert len(broken) == 1, lines
@@ -203,9 +258,20 @@ def test_sdk_pty(sdk_quaverd, pytestconfig):
 
 def test_every_group_is_run():
     """Every group suite.js defines is run by a test of this file."""
-    import re
     defined = set(re.findall(r"^groups\.(\w+) = async", SUITE.read_text(), re.M))
     here = Path(__file__).read_text()
     run = set(re.findall(r'assert_suite\(pytestconfig, sdk_quaverd, "(\w+)"\)', here))
     run |= set(re.findall(r'run_suite\(q, "(\w+)"\)', here))
     assert defined and defined == run, (sorted(defined - run), sorted(run - defined))
+
+
+def test_acceptance_calls(sdk_quaverd, pytestconfig):
+    """Every SDK method issue 6's acceptance names was called by the suite (and
+    its checks passed: the tests above fail otherwise). Groups not run in
+    this session (pytest -k) are run here."""
+    defined = re.findall(r"^groups\.(\w+) = async", SUITE.read_text(), re.M)
+    for group in defined:
+        if group != "prepare" and group not in GROUPS_RUN:
+            assert_suite(pytestconfig, sdk_quaverd, group)
+    missing = [c for c in ACCEPTANCE_CALLS if not CALLED.get(c)]
+    assert not missing, f"SDK methods never called: {missing}"

@@ -6,11 +6,11 @@
 //                              snapshots files volumefiles keepalive
 //                              process sessions sessionlogs pty
 //
-// One line per SDK call checked: "ok <call>" or "FAIL <call>: <error>", then
+// One line per SDK call checked: "ok <call>" or "FAIL <call>: <error>", one
+// "called <Class.method> <times>" per SDK method the script called, then
 // "sdk: N ok, N FAIL". Every check looks at what the call returned (or what
 // a later call shows), not only at it not throwing. The exit status is 1
-// when any check failed. tests/test_sdk.py runs the groups quaverd serves;
-// the others wait for quaverd pieces (see there).
+// when any check failed. tests/test_sdk.py runs every group.
 
 const assert = require('node:assert/strict');
 const sdk = require('@daytonaio/sdk');
@@ -95,10 +95,61 @@ async function listAll(daytona, query) {
 	return out;
 }
 
+// The sandbox events the SDK's socket.io connection delivered, by sandbox id
+// (daytona-api.md 9.3): its waits resolve on them, polling once a second
+// only as a safety net.
+const events = new Map();
+const handleEvent = sdk.Sandbox.prototype.handleEvent;
+sdk.Sandbox.prototype.handleEvent = function (eventName, data) {
+	const raw = data && typeof data === 'object' ? (data.sandbox ?? data) : {};
+	const seen = events.get(this.id) || [];
+	seen.push(`${eventName}:${raw.state ?? data.newState ?? ''}`);
+	events.set(this.id, seen);
+	return handleEvent.call(this, eventName, data);
+};
+// What each refresh (the SDK's polls) saw, in the same timeline.
+const refreshData = sdk.Sandbox.prototype.refreshData;
+sdk.Sandbox.prototype.refreshData = async function (...args) {
+	const value = await refreshData.apply(this, args);
+	const seen = events.get(this.id) || [];
+	seen.push(`poll:${this.state}`);
+	events.set(this.id, seen);
+	return value;
+};
+
 const daytona = new Daytona({
 	apiUrl: process.env.DAYTONA_API_URL,
 	apiKey: process.env.DAYTONA_API_KEY,
 });
+
+// Every SDK method this script calls itself (not the SDK's calls to its
+// own methods), with how often: printed as "called <Class.method> <n>"
+// before the summary, so the output lists every SDK call exercised.
+const called = new Map();
+function recordCalls(proto) {
+	const cls = proto.constructor.name;
+	for (const name of Object.getOwnPropertyNames(proto)) {
+		const desc = Object.getOwnPropertyDescriptor(proto, name);
+		if (name === 'constructor' || !desc || typeof desc.value !== 'function') continue;
+		const fn = desc.value;
+		proto[name] = function (...args) {
+			// [0] "Error", [1] this wrapper, [2] the caller
+			const caller = new Error().stack.split('\n')[2] || '';
+			if (caller.includes(__filename)) called.set(`${cls}.${name}`, (called.get(`${cls}.${name}`) || 0) + 1);
+			return fn.apply(this, args);
+		};
+	}
+}
+for (const proto of [
+	Daytona.prototype,
+	sdk.Sandbox.prototype,
+	sdk.FileSystem.prototype,
+	sdk.Process.prototype,
+	sdk.PtyHandle.prototype,
+	Object.getPrototypeOf(daytona.volume),
+	Object.getPrototypeOf(daytona.snapshot),
+])
+	recordCalls(proto);
 
 // Sandboxes this run made and has not deleted yet (deleted at the end, so
 // the SDK's background connection has nothing left to follow).
@@ -244,6 +295,29 @@ groups.control = async () => {
 		await sb.start();
 		assert.equal(sb.state, 'started');
 		assert.equal((await daytona.get(sb.id)).state, 'started');
+	});
+
+	await check('socket.io: sandbox.state.updated events reach the SDK', async () => {
+		const seen = events.get(sb.id) || [];
+		for (const state of ['stopped', 'started', 'archived'])
+			assert.ok(seen.includes(`sandbox.state.updated:${state}`), `no ${state} event: ${seen.join(' ')}`);
+	});
+
+	await check('Sandbox.start: the wait ends on the started event, not on a poll', async () => {
+		// A restore lasts --transition-delay (0.8 s); while it has events the
+		// SDK polls once a second as a safety net only.
+		await sb.stop();
+		await sb.archive();
+		await waitFor('archived', async () => {
+			await sb.refreshData();
+			return sb.state === 'archived';
+		});
+		const before = (events.get(sb.id) || []).length;
+		await sb.start();
+		assert.equal(sb.state, 'started');
+		const during = (events.get(sb.id) || []).slice(before);
+		const first = during.findIndex((e) => e.endsWith(':started'));
+		assert.equal(during[first], 'sandbox.state.updated:started', during.join(' '));
 	});
 
 	await check('Sandbox.recover', async () => {
@@ -847,6 +921,7 @@ async function main() {
 			await check(`Sandbox.delete (cleanup ${sb.name})`, () => remove(sb));
 		}
 	}
+	for (const [name, n] of [...called.entries()].sort()) console.log(`called ${name} ${n}`);
 	console.log(`sdk: ${passed} ok, ${failed} FAIL`);
 	process.exitCode = failed ? 1 : 0;
 }
