@@ -80,6 +80,8 @@ struct dt_pty_handler {
 	void (*on_output)(void *arg, const void *data, size_t len);
 	/* Once, after the last output. Service thread; must not block. */
 	void (*on_end)(void *arg, const struct dt_pty_end *end);
+	/* Optional: the input queue went empty. Service thread; must not block. */
+	void (*on_drain)(void *arg);
 };
 
 struct dt_pty_conn;
