@@ -372,9 +372,19 @@ static void pty_on_close(void *arg, struct dt_ws *ws, int code, const char *reas
 		pc->h->on_end(pc->arg, end);
 }
 
+static void pty_on_drain(void *arg, struct dt_ws *ws)
+{
+	struct dt_pty_conn *pc = arg;
+
+	(void)ws;
+	if (pc->h->on_drain && !atomic_load(&pc->detached))
+		pc->h->on_drain(pc->arg);
+}
+
 static const struct dt_ws_handler pty_ws_handler = {
     .on_message = pty_on_message,
     .on_close = pty_on_close,
+    .on_drain = pty_on_drain,
 };
 
 static void conn_free(struct dt_pty_conn *pc)
