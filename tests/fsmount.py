@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.quaverd import LOG_LINE, Quaverd, QuaverdError, quaverd_bin
+from helpers.quaverd import LOG_LINE, Quaverd, QuaverdError, cloudlike_args, quaverd_bin
 
 __all__ = [
     "Mount", "Backend", "MountError", "Hang", "call", "errno_of", "write_node", "read_node",
@@ -196,11 +196,15 @@ class Backend(Quaverd):
     def __init__(self, base_dir, args=(), port=0, **kw):
         super().__init__(base_dir, args=args, **kw)
         self.fixed_port = port
+        # QUAVERFS_TEST_BACKEND=cloudlike; the toolbox port stays across restarts
+        self.cloud_args = cloudlike_args()
+        if self.cloud_args:
+            self.cloud_args += ["--toolbox-port", str(free_port())]
 
     def command(self, extra=()):
         return [quaverd_bin(), "--state-dir", str(self.state_dir), "--port",
                 str(self.fixed_port), "--log-level", "debug", "--log-file",
-                str(self.log_file), *self.args, *extra]
+                str(self.log_file), *self.cloud_args, *self.args, *extra]
 
     def attach(self):
         """Talks to a quaverd someone else started on self.state_dir."""

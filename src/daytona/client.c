@@ -528,6 +528,13 @@ static bool transfer_failure(CURLcode code)
 	return code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR;
 }
 
+/*
+ * A refused connection is retried once: a server that is down stays down
+ * for longer than a backoff, and the user should hear so at once. Throttling
+ * (429) and gateway errors (5xx) are what max_retries is for.
+ */
+#define DT_CONNECT_RETRIES 1
+
 /* 250 ms x attempt plus up to 50 ms of jitter, so clients do not retry in step. */
 static long backoff_ms(int attempt)
 {
@@ -879,7 +886,8 @@ int dt_transfer_run(struct dt_client *c, struct dt_transfer *t, struct dt_respon
 		retry = attempt <= c->max_retries &&
 			((code == CURLE_OK && resp->status == 429) ||
 			 (code == CURLE_OK && idempotent && retryable_status(resp->status)) ||
-			 connect_failure(code) || (idempotent && transfer_failure(code)));
+			 (connect_failure(code) && attempt <= DT_CONNECT_RETRIES) ||
+			 (idempotent && transfer_failure(code)));
 		if (!retry)
 			goto out;
 		delay = backoff_ms(attempt);

@@ -11,6 +11,8 @@
 #include "log.h"
 #include "util.h"
 
+#define REMOTE_MAX_RETRIES 4
+
 static __thread bool (*cancel_fn)(void *arg);
 static __thread void *cancel_arg;
 
@@ -29,7 +31,7 @@ bool backend_cancelled(void)
 struct backend {
 	pthread_mutex_t lock;
 	struct dt_config cfg; /* strings below are ours */
-	char *api_key, *jwt, *organization_id, *target, *state_dir;
+	char *api_key, *jwt, *organization_id, *target, *ca_file, *state_dir;
 	char *url; /* the url of @client */
 	struct dt_client *client;
 	/* Replaced clients and their urls: a thread may still be using one. */
@@ -57,6 +59,7 @@ int backend_new(const struct backend_config *cfg, struct backend **out, struct d
 	b->jwt = dup_or_null(cfg->jwt);
 	b->organization_id = dup_or_null(cfg->organization_id);
 	b->target = dup_or_null(cfg->target);
+	b->ca_file = dup_or_null(cfg->ca_file);
 	b->state_dir = dup_or_null(cfg->state_dir);
 	if (!b->url)
 		goto nomem;
@@ -65,14 +68,18 @@ int backend_new(const struct backend_config *cfg, struct backend **out, struct d
 	b->cfg.jwt = b->jwt;
 	b->cfg.organization_id = b->organization_id;
 	b->cfg.target = b->target;
+	b->cfg.ca_file = b->ca_file;
 	b->cfg.connect_timeout_ms = 5000;
 	b->cfg.request_timeout_ms = 30000;
 	b->cfg.wait_timeout_ms = cfg->wait_timeout_ms;
 	/*
 	 * Fail fast: a refused connection to the local quaverd will not be
-	 * accepted 250 ms later; a remote service gets one more try.
+	 * accepted 250 ms later. A remote service (Daytona cloud) throttles
+	 * (429) and has gateways that answer 502/503/504 for a moment: up to
+	 * 4 retries, 250 ms x attempt plus jitter (or its Retry-After), always
+	 * inside the request's deadline (client.c).
 	 */
-	b->cfg.max_retries = b->state_dir ? -1 : 1;
+	b->cfg.max_retries = b->state_dir ? -1 : REMOTE_MAX_RETRIES;
 	b->client = dt_client_new(&b->cfg, err);
 	if (!b->client) {
 		backend_free(b);
@@ -114,6 +121,7 @@ void backend_free(struct backend *b)
 	free_secret(b->jwt);
 	free(b->organization_id);
 	free(b->target);
+	free(b->ca_file);
 	free(b->state_dir);
 	pthread_mutex_destroy(&b->lock);
 	free(b);

@@ -19,6 +19,7 @@ struct backend_config {
 	const char *jwt;
 	const char *organization_id;
 	const char *target;
+	const char *ca_file;   /* a PEM CA bundle instead of the system store; NULL: the system's */
 	const char *state_dir; /* the local quaverd's; NULL for a remote backend */
 	long wait_timeout_ms;  /* how long the client's state waits may take */
 };

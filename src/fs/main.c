@@ -33,6 +33,7 @@
 struct options {
 	char *api_url, *target, *key_file, *state_dir, *quaverd, *log_file, *op_timeout;
 	char *cache_dir, *cache_size;
+	char *ca_file;
 	int autostart;
 	char *positional[2];
 	int npositional;
@@ -52,6 +53,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("op_timeout=%s", op_timeout),
 	OPT("cache_dir=%s", cache_dir),
 	OPT("cache_size=%s", cache_size),
+	OPT("ca_file=%s", ca_file),
 	{"autostart", offsetof(struct options, autostart), 1},
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
 	FUSE_OPT_KEY("-d", KEY_DEBUG),
@@ -117,6 +119,9 @@ static void usage(FILE *out)
 		"                           local quaverd; with a key and no URL: %s)\n"
 		"    -o target=T            region sent on create (default: $DAYTONA_TARGET)\n"
 		"    -o key_file=PATH       read the API key from PATH (a 0600 file of yours)\n"
+		"    -o ca_file=PATH        trust the CA certificates in PATH (PEM) for TLS to the\n"
+		"                           API and toolbox (default: the system's CA store;\n"
+		"                           certificates are always verified)\n"
 		"    -o state_dir=DIR       the local quaverd's state dir\n"
 		"                           (default: $XDG_DATA_HOME/quaverd)\n"
 		"    -o quaverd=PATH        the quaverd binary to start\n"
@@ -389,12 +394,40 @@ struct startup {
 	char *api_url;
 	char *api_key, *jwt, *org_id, *target;
 	char *state_dir; /* set for the local backend */
+	char *ca_file;   /* absolute, checked readable; NULL: the system store */
 	int op_timeout_s;
 };
 
 static bool looks_like_url(const char *s)
 {
 	return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+/*
+ * -o ca_file: a PEM bundle to trust (curl's CAINFO, in place of the
+ * system's bundle). Checked now, so a typo is said before mounting instead
+ * of as a TLS error on every call. Verification itself is never off.
+ */
+static int check_ca_file(struct startup *s)
+{
+	struct stat st;
+
+	if (!s->opt.ca_file)
+		return 0;
+	s->ca_file = absolute_path(s->opt.ca_file);
+	if (!s->ca_file) {
+		fprintf(stderr, "quaverfs: ca_file %s: %s\n", s->opt.ca_file, strerror(errno));
+		return -1;
+	}
+	if (stat(s->ca_file, &st) < 0 || access(s->ca_file, R_OK) < 0) {
+		fprintf(stderr, "quaverfs: ca_file %s: %s\n", s->ca_file, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fprintf(stderr, "quaverfs: ca_file %s is not a regular file\n", s->ca_file);
+		return -1;
+	}
+	return 0;
 }
 
 /* Decides the backend and the credentials. Returns 0 or -1 after a message. */
@@ -439,6 +472,11 @@ static int resolve_backend(struct startup *s)
 
 	if (s->api_key || s->jwt)
 		return 0;
+	if (o->ca_file) {
+		fprintf(stderr, "quaverfs: ca_file is for a remote API (https); the local quaverd "
+				"speaks plain http on 127.0.0.1\n");
+		return -1;
+	}
 
 	/* No credentials: the local quaverd, found by its state dir. */
 	s->state_dir = o->state_dir ? absolute_path(o->state_dir) : local_default_state_dir();
@@ -582,6 +620,8 @@ static void free_startup(struct startup *s)
 	free(s->opt.op_timeout);
 	free(s->opt.cache_dir);
 	free(s->opt.cache_size);
+	free(s->opt.ca_file);
+	free(s->ca_file);
 	free(s->opt.positional[0]);
 	free(s->opt.positional[1]);
 	free(s->mountpoint);
@@ -661,7 +701,7 @@ int main(int argc, char *argv[])
 	/* libfuse's options are checked before anything starts (quaverd, a request). */
 	if (check_fuse_options(argv[0], &args) < 0)
 		goto out;
-	if (resolve_backend(&s) < 0)
+	if (check_ca_file(&s) < 0 || resolve_backend(&s) < 0)
 		goto out;
 	/* From here on the process holds a key: no core dumps, no ptrace by others. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -673,6 +713,7 @@ int main(int argc, char *argv[])
 			.jwt = s.jwt,
 			.organization_id = s.org_id,
 			.target = s.target,
+			.ca_file = s.ca_file,
 			.state_dir = s.state_dir,
 			.wait_timeout_ms = (long)s.op_timeout_s * 1000,
 		};

@@ -27,6 +27,7 @@ struct api {
 	uint64_t max_json_body;
 	pthread_mutex_t lock; /* guards public_base, set once after bind */
 	char public_base[256];
+	char toolbox_base[256]; /* cloud-like mode: the toolbox's own server */
 };
 
 struct api *api_new(struct store *store, const struct api_config *cfg)
@@ -62,6 +63,25 @@ void api_set_public_base(struct api *api, const char *base)
 	pthread_mutex_lock(&api->lock);
 	copy_str(api->public_base, sizeof(api->public_base), tmp);
 	pthread_mutex_unlock(&api->lock);
+}
+
+void api_set_toolbox_base(struct api *api, const char *base)
+{
+	char tmp[sizeof(api->toolbox_base)];
+	size_t len;
+
+	copy_str(tmp, sizeof(tmp), base);
+	len = strlen(tmp);
+	while (len > 0 && tmp[len - 1] == '/')
+		tmp[--len] = '\0';
+	pthread_mutex_lock(&api->lock);
+	copy_str(api->toolbox_base, sizeof(api->toolbox_base), tmp);
+	pthread_mutex_unlock(&api->lock);
+}
+
+void api_toolbox_url(const struct api_call *c, char *out, size_t size)
+{
+	snprintf(out, size, "%s/toolbox", c->toolbox_base[0] ? c->toolbox_base : c->base);
 }
 
 void api_free(struct api *api)
@@ -184,6 +204,7 @@ static void api_handle(void *ctx, const struct http_request *req, struct http_re
 
 	pthread_mutex_lock(&api->lock);
 	copy_str(c.base, sizeof(c.base), api->public_base);
+	copy_str(c.toolbox_base, sizeof(c.toolbox_base), api->toolbox_base);
 	pthread_mutex_unlock(&api->lock);
 	if (!c.base[0]) {
 		api_reply_error(&c, 503, "quaverd is starting; try again in a moment");

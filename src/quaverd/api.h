@@ -19,6 +19,11 @@ struct api;
 struct api *api_new(struct store *store, const struct api_config *cfg);
 /* Set once the port is bound; until then requests get 503. The string is copied. */
 void api_set_public_base(struct api *api, const char *base);
+/*
+ * Cloud-like mode: the toolbox is served elsewhere ("http://127.0.0.1:PORT"),
+ * and toolboxProxyUrl names it (with "/toolbox"). Unset: the public base.
+ */
+void api_set_toolbox_base(struct api *api, const char *base);
 void api_free(struct api *api);
 /* The ops table to hand to http_server_start, with the api as ctx. */
 const struct http_handler_ops *api_http_ops(void);
@@ -43,6 +48,7 @@ struct api_call {
 	const struct http_request *req;
 	struct http_response *resp;
 	char base[256];       /* "http://127.0.0.1:PORT", no trailing slash */
+	char toolbox_base[256]; /* where the toolbox is served; "" = base */
 	char *segs[API_MAX_SEGS];
 	size_t nsegs;
 };
@@ -56,6 +62,9 @@ void api_store_error(struct api_call *c, int rc, const struct store_err *err);
 void api_reply_error(struct api_call *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void api_reply_empty(struct api_call *c, int status);
+
+/* The DTOs' toolboxProxyUrl: "{toolbox_base or base}/toolbox". */
+void api_toolbox_url(const struct api_call *c, char *out, size_t size);
 
 /* api_json.c: request bodies, validation in NestJS's words, DTOs */
 struct api_errs {

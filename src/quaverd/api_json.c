@@ -477,7 +477,7 @@ cJSON *sandbox_json(const struct api_call *c, const struct store_sandbox_info *s
 
 	if (!o)
 		return NULL;
-	snprintf(url, sizeof(url), "%s/toolbox", c->base);
+	api_toolbox_url(c, url, sizeof(url));
 	cJSON_AddStringToObject(o, "id", s->id);
 	cJSON_AddStringToObject(o, "organizationId", store_organization_id(c->store));
 	cJSON_AddStringToObject(o, "name", s->name);

@@ -602,7 +602,7 @@ static void toolbox_proxy_url(struct api_call *c, const char *s)
 		return;
 	}
 	store_sandbox_info_free(&info);
-	snprintf(url, sizeof(url), "%s/toolbox", c->base);
+	api_toolbox_url(c, url, sizeof(url));
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "url", url);
 	http_reply_json(c->resp, 200, o);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cloudlike.h"
 #include "events.h"
 #include "http.h"
 #include "log.h"
@@ -32,6 +33,8 @@
 
 #define TOKEN_HEX_LEN 64
 #define MAX_BODY_LIMIT (1024ULL * 1024 * 1024)
+/* Cloud-like mode without --transition-delay: transitional states last this long. */
+#define CLOUD_LIKE_DEFAULT_DELAY_MS 500
 
 struct options {
 	char state_dir[PATH_MAX];
@@ -41,8 +44,19 @@ struct options {
 	const char *log_file;
 	double clock_scale;
 	int transition_delay_ms;
+	bool have_transition_delay;
 	uint64_t max_body;
 	int workers;
+	/* cloud-like mode (cloudlike.h) */
+	bool cloud_like;
+	int lifecycle_delay_ms;
+	bool have_lifecycle_delay;
+	int toolbox_port;
+	double fault_rate;
+	uint64_t fault_seed;
+	bool have_fault_seed;
+	const char *fault_source;
+	int fault_retry_after_s;
 };
 
 static void usage(FILE *out)
@@ -63,6 +77,16 @@ static void usage(FILE *out)
 	    "  --transition-delay MS   transitional states last at least MS (default 0)\n"
 	    "  --max-body BYTES        largest JSON body of an /api request (default 1048576)\n"
 	    "  --workers N             request worker threads (default 16)\n"
+	    "  --cloud-like            behave as Daytona cloud where clients must cope: the\n"
+	    "                          toolbox on its own port, create/start/stop answer\n"
+	    "                          creating/starting/stopping, injected 429/503 answers\n"
+	    "  --lifecycle-delay MS    creating, starting, stopping last at least MS in\n"
+	    "                          cloud-like mode (default: the transition delay)\n"
+	    "  --toolbox-port N        the toolbox's port in cloud-like mode (default 0: free)\n"
+	    "  --fault-rate P          share of requests answered 429 or 503, 0 to 1 (default 0)\n"
+	    "  --fault-seed N          seed of the fault draws (default: random, logged)\n"
+	    "  --fault-source S        faults only for requests whose X-Daytona-Source is S\n"
+	    "  --fault-retry-after S   Retry-After of an injected 429, in seconds (default 1)\n"
 	    "  --help                  show this help and exit\n"
 	    "  --version               show the version and exit\n"
 	    "\n"
@@ -124,6 +148,13 @@ static void parse_options(int argc, char **argv, struct options *o)
 		OPT_TRANSITION_DELAY,
 		OPT_MAX_BODY,
 		OPT_WORKERS,
+		OPT_CLOUD_LIKE,
+		OPT_TOOLBOX_PORT,
+		OPT_LIFECYCLE_DELAY,
+		OPT_FAULT_RATE,
+		OPT_FAULT_SEED,
+		OPT_FAULT_SOURCE,
+		OPT_FAULT_RETRY_AFTER,
 		OPT_HELP,
 		OPT_VERSION,
 	};
@@ -137,11 +168,18 @@ static void parse_options(int argc, char **argv, struct options *o)
 	    {"transition-delay", required_argument, NULL, OPT_TRANSITION_DELAY},
 	    {"max-body", required_argument, NULL, OPT_MAX_BODY},
 	    {"workers", required_argument, NULL, OPT_WORKERS},
+	    {"cloud-like", no_argument, NULL, OPT_CLOUD_LIKE},
+	    {"toolbox-port", required_argument, NULL, OPT_TOOLBOX_PORT},
+	    {"lifecycle-delay", required_argument, NULL, OPT_LIFECYCLE_DELAY},
+	    {"fault-rate", required_argument, NULL, OPT_FAULT_RATE},
+	    {"fault-seed", required_argument, NULL, OPT_FAULT_SEED},
+	    {"fault-source", required_argument, NULL, OPT_FAULT_SOURCE},
+	    {"fault-retry-after", required_argument, NULL, OPT_FAULT_RETRY_AFTER},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {"version", no_argument, NULL, OPT_VERSION},
 	    {NULL, 0, NULL, 0},
 	};
-	bool have_state_dir = false;
+	bool have_state_dir = false, have_cloud_option = false;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -150,6 +188,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 	o->clock_scale = 1.0;
 	o->max_body = 1024 * 1024;
 	o->workers = 16;
+	o->fault_retry_after_s = 1;
 
 	while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		switch (c) {
@@ -197,6 +236,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case OPT_TRANSITION_DELAY:
 			o->transition_delay_ms =
 			    (int)int_option("--transition-delay", optarg, 0, 3600 * 1000);
+			o->have_transition_delay = true;
 			break;
 		case OPT_MAX_BODY:
 			o->max_body =
@@ -204,6 +244,47 @@ static void parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_WORKERS:
 			o->workers = (int)int_option("--workers", optarg, 1, 1024);
+			break;
+		case OPT_CLOUD_LIKE:
+			o->cloud_like = true;
+			break;
+		case OPT_TOOLBOX_PORT:
+			o->toolbox_port = (int)int_option("--toolbox-port", optarg, 0, 65535);
+			have_cloud_option = true;
+			break;
+		case OPT_LIFECYCLE_DELAY:
+			o->lifecycle_delay_ms =
+			    (int)int_option("--lifecycle-delay", optarg, 0, 3600 * 1000);
+			o->have_lifecycle_delay = true;
+			have_cloud_option = true;
+			break;
+		case OPT_FAULT_RATE: {
+			char *end;
+
+			errno = 0;
+			o->fault_rate = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !isfinite(o->fault_rate) ||
+			    o->fault_rate < 0 || o->fault_rate > 1)
+				bad_usage("--fault-rate wants a number from 0 to 1, not '%s'",
+					  optarg);
+			have_cloud_option = true;
+			break;
+		}
+		case OPT_FAULT_SEED:
+			o->fault_seed = (uint64_t)int_option("--fault-seed", optarg, 0, INT64_MAX);
+			o->have_fault_seed = true;
+			have_cloud_option = true;
+			break;
+		case OPT_FAULT_SOURCE:
+			if (!optarg[0])
+				bad_usage("--fault-source wants an X-Daytona-Source value");
+			o->fault_source = optarg;
+			have_cloud_option = true;
+			break;
+		case OPT_FAULT_RETRY_AFTER:
+			o->fault_retry_after_s =
+			    (int)int_option("--fault-retry-after", optarg, 0, 3600);
+			have_cloud_option = true;
 			break;
 		case OPT_HELP:
 			usage(stdout);
@@ -219,6 +300,13 @@ static void parse_options(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		bad_usage("unexpected argument '%s'", argv[optind]);
+	if (have_cloud_option && !o->cloud_like)
+		bad_usage("--toolbox-port, --lifecycle-delay and the --fault-* options need "
+			  "--cloud-like");
+	if (o->cloud_like && !o->have_transition_delay)
+		o->transition_delay_ms = CLOUD_LIKE_DEFAULT_DELAY_MS;
+	if (!o->have_lifecycle_delay)
+		o->lifecycle_delay_ms = o->transition_delay_ms;
 	if (!have_state_dir)
 		default_state_dir(o->state_dir, sizeof(o->state_dir));
 }
@@ -395,6 +483,58 @@ static void public_base(const char *listen_addr, int port, char *out, size_t siz
 		snprintf(out, size, "http://%s:%d", listen_addr, port);
 }
 
+/*
+ * Cloud-like mode: the wrappers, and the toolbox's own server, started
+ * before the API's so that no DTO ever names a toolbox that is not there.
+ */
+static struct cloudlike *start_cloud_like(const struct options *o, struct api *api,
+					  struct events *events,
+					  const struct http_server_config *api_cfg,
+					  struct http_server **toolbox_server)
+{
+	struct cloudlike_config cfg = {
+	    .fault_rate = o->fault_rate,
+	    .fault_seed = o->fault_seed,
+	    .fault_source = o->fault_source,
+	    .retry_after_s = o->fault_retry_after_s,
+	    .inner = api_cfg->ops,
+	    .inner_ctx = api_cfg->ctx,
+	    .ws_inner = api_cfg->ws_ops,
+	    .ws_ctx = api_cfg->ws_ctx,
+	};
+	struct http_server_config tb_cfg = *api_cfg;
+	struct cloudlike *cloud;
+	char base[128], text[160];
+	int rc;
+
+	if (!o->have_fault_seed)
+		random_bytes(&cfg.fault_seed, sizeof(cfg.fault_seed));
+	cloud = cloudlike_new(&cfg);
+	if (!cloud)
+		die("cannot set up the cloud-like mode: out of memory");
+	tb_cfg.port = o->toolbox_port;
+	tb_cfg.ops = cloudlike_http_ops();
+	tb_cfg.ctx = cloudlike_ctx(cloud, CLOUDLIKE_TOOLBOX);
+	tb_cfg.ws_ops = cloudlike_ws_ops();
+	tb_cfg.ws_ctx = cloudlike_ctx(cloud, CLOUDLIKE_TOOLBOX);
+	*toolbox_server = http_server_start(&tb_cfg, &rc);
+	if (!*toolbox_server)
+		die("cannot listen on %s port %d for the toolbox: %s", o->listen_addr,
+		    o->toolbox_port, strerror(-rc));
+	public_base(o->listen_addr, http_server_port(*toolbox_server), base, sizeof(base));
+	api_set_toolbox_base(api, base);
+	/* The events' DTOs carry the same toolboxProxyUrl (events.c adds "/toolbox"). */
+	events_set_public_base(events, base);
+	snprintf(text, sizeof(text), "%s/toolbox\n", base);
+	write_small_file(o->state_dir, "toolbox_url", text);
+	log_info("cloud-like mode: toolbox at %s/toolbox; creating, starting, stopping last %d ms, "
+		 "other transitional states %d ms; fault rate %g (seed %llu%s%s), Retry-After %d s",
+		 base, o->lifecycle_delay_ms, o->transition_delay_ms, o->fault_rate, (unsigned long long)cfg.fault_seed,
+		 o->fault_source ? ", only for X-Daytona-Source " : "",
+		 o->fault_source ? o->fault_source : "", o->fault_retry_after_s);
+	return cloud;
+}
+
 int main(int argc, char **argv)
 {
 	char token[TOKEN_HEX_LEN + 1], organization[37], spool_dir[PATH_MAX];
@@ -402,7 +542,8 @@ int main(int argc, char **argv)
 	struct store_config store_cfg;
 	struct api_config api_cfg;
 	struct http_server_config http_cfg;
-	struct http_server *server;
+	struct http_server *server, *toolbox_server = NULL;
+	struct cloudlike *cloud = NULL;
 	struct store *store;
 	struct options o;
 	struct api *api;
@@ -447,6 +588,8 @@ int main(int argc, char **argv)
 	    .organization_id = organization,
 	    .clock_scale = o.clock_scale,
 	    .transition_delay_ms = o.transition_delay_ms,
+	    .lasting_lifecycle = o.cloud_like,
+	    .lifecycle_delay_ms = o.lifecycle_delay_ms,
 	};
 	store = store_open(&store_cfg, &rc);
 	if (!store)
@@ -471,12 +614,26 @@ int main(int argc, char **argv)
 	    .ws_ops = events_ws_ops(),
 	    .ws_ctx = events,
 	};
+	if (o.cloud_like) {
+		cloud = start_cloud_like(&o, api, events, &http_cfg, &toolbox_server);
+		http_cfg.ops = cloudlike_http_ops();
+		http_cfg.ctx = cloudlike_ctx(cloud, CLOUDLIKE_API);
+		http_cfg.ws_ops = cloudlike_ws_ops();
+		http_cfg.ws_ctx = cloudlike_ctx(cloud, CLOUDLIKE_API);
+	}
 	server = http_server_start(&http_cfg, &rc);
 	if (!server)
 		die("cannot listen on %s port %d: %s", o.listen_addr, o.port, strerror(-rc));
 	public_base(o.listen_addr, http_server_port(server), base, sizeof(base));
 	api_set_public_base(api, base);
-	events_set_public_base(events, base);
+	if (!o.cloud_like) {
+		char stale[PATH_MAX];
+
+		events_set_public_base(events, base);
+		/* A cloud-like run's toolbox_url would name a port nobody serves. */
+		join_path(stale, sizeof(stale), o.state_dir, "toolbox_url");
+		unlink(stale);
+	}
 
 	snprintf(text, sizeof(text), "%d\n", http_server_port(server));
 	write_small_file(o.state_dir, "port", text);
@@ -493,6 +650,9 @@ int main(int argc, char **argv)
 	events_stop(events);
 	runtime_shutdown(runtime);
 	http_server_stop(server);
+	if (toolbox_server)
+		http_server_stop(toolbox_server);
+	cloudlike_free(cloud);
 	api_free(api);
 	store_close(store);
 	runtime_free(runtime);

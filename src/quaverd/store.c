@@ -40,6 +40,8 @@ static const char *const sb_names[SB_NSTATES] = {
 	[SB_DESTROYING] = "destroying",
 	[SB_DESTROYED] = "destroyed",
 	[SB_ERROR] = "error",
+	[SB_STARTING] = "starting",
+	[SB_STOPPING] = "stopping",
 };
 
 static const char *const vol_names[] = {
@@ -116,7 +118,7 @@ int snap_state_parse(const char *s, enum snap_state *out)
 bool sb_state_transitional(enum sb_state s)
 {
 	return s == SB_CREATING || s == SB_ARCHIVING || s == SB_RESTORING || s == SB_SNAPSHOTTING ||
-	       s == SB_DESTROYING;
+	       s == SB_DESTROYING || s == SB_STARTING || s == SB_STOPPING;
 }
 
 void sb_set_state(struct store *st, struct sandbox *sb, enum sb_state s, enum sb_state desired)

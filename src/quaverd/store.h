@@ -7,6 +7,7 @@
 #ifndef QUAVERD_STORE_H
 #define QUAVERD_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct store_config {
@@ -14,6 +15,13 @@ struct store_config {
 	const char *organization_id; /* this installation's organization id */
 	double clock_scale;          /* minutes pass this many times faster (>= 1) */
 	int transition_delay_ms;     /* transitional states last at least this long */
+	/*
+	 * Cloud-like mode: create, start and stop also answer at once with
+	 * "creating", "starting", "stopping" and finish in a background job
+	 * (at least lifecycle_delay_ms later), as Daytona cloud does.
+	 */
+	bool lasting_lifecycle;
+	int lifecycle_delay_ms;
 };
 
 struct store;
@@ -259,6 +267,8 @@ enum sb_state {
 	SB_DESTROYING,
 	SB_DESTROYED,
 	SB_ERROR,
+	SB_STARTING, /* cloud-like mode only (store_config.lasting_lifecycle) */
+	SB_STOPPING,
 	SB_NSTATES
 };
 

@@ -114,6 +114,13 @@ static bool resolve_sandbox(struct store *st, struct sandbox *sb, bool *changed)
 		sb_set_state(st, sb, prev, prev);
 	}
 	switch (sb->state) {
+	case SB_STOPPING: /* cloud-like mode: the processes are gone with quaverd anyway */
+		if (root_ok)
+			sb_set_state(st, sb, SB_STOPPED, SB_STOPPED);
+		else
+			set_error(st, sb, "its filesystem is missing");
+		break;
+	case SB_STARTING:
 	case SB_CREATING:
 		if (root_ok)
 			sb_set_state(st, sb, SB_STARTED, SB_STARTED);

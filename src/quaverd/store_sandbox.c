@@ -194,6 +194,116 @@ static int build_root(struct store *st, struct sandbox *sb, struct snapshot *sna
 	return rc;
 }
 
+/* ---- the jobs of cloud-like mode (store_config.lasting_lifecycle) --------- */
+
+struct create_job {
+	struct sandbox *sb;
+	struct snapshot *snap; /* NULL: an empty tree */
+};
+
+/* Builds the tree of a sandbox created in cloud-like mode, then "started". */
+static void job_create(struct store *st, void *arg)
+{
+	struct create_job *j = arg;
+	struct sandbox *sb = j->sb;
+	int64_t start = now_mono_ms();
+	char why[384] = "";
+	int rc;
+
+	rc = build_root(st, sb, j->snap, why, sizeof(why));
+	store_sleep_until(st, start + st->cfg.lifecycle_delay_ms);
+	pthread_mutex_lock(&sb->op);
+	if (rc == 0) {
+		set_state(st, sb, SB_STARTED, SB_STARTED);
+		if (store_runtime_start(st, sb) < 0) {
+			pthread_mutex_lock(&st->lock);
+			set_error_locked(st, sb, "its processes did not start");
+			pthread_mutex_unlock(&st->lock);
+		}
+	} else {
+		char reason[STORE_REASON_MAX];
+
+		snprintf(reason, sizeof(reason), "create failed: %s", why);
+		pthread_mutex_lock(&st->lock);
+		set_error_locked(st, sb, reason);
+		pthread_mutex_unlock(&st->lock);
+	}
+	sb_save(st, sb);
+	pthread_mutex_unlock(&sb->op);
+	store_job_done(st, &sb->job);
+	snap_put(st, j->snap);
+	sb_put(st, sb);
+	free(j);
+}
+
+/* Hands a new record (op mutex held, state creating) to job_create. */
+static int spawn_create(struct store *st, struct sandbox *sb, struct snapshot *snap)
+{
+	struct create_job *j = calloc(1, sizeof(*j));
+	int rc;
+
+	if (!j)
+		return -ENOMEM;
+	j->sb = sb;
+	j->snap = snap;
+	pthread_mutex_lock(&st->lock);
+	sb->job = true;
+	sb->refs++;
+	if (snap)
+		snap->refs++;
+	pthread_mutex_unlock(&st->lock);
+	rc = store_spawn(st, job_create, j);
+	if (rc < 0) {
+		pthread_mutex_lock(&st->lock);
+		sb->job = false;
+		sb->refs--;
+		if (snap)
+			snap->refs--;
+		pthread_mutex_unlock(&st->lock);
+		free(j);
+	}
+	return rc;
+}
+
+/* "starting" -> "started" once the delay has passed and the processes run. */
+static void job_start(struct store *st, void *arg)
+{
+	struct sandbox *sb = arg;
+
+	store_sleep_until(st, now_mono_ms() + st->cfg.lifecycle_delay_ms);
+	pthread_mutex_lock(&sb->op);
+	set_state(st, sb, SB_STARTED, SB_STARTED);
+	if (store_runtime_start(st, sb) < 0) {
+		pthread_mutex_lock(&st->lock);
+		set_error_locked(st, sb, "its processes did not start");
+		pthread_mutex_unlock(&st->lock);
+	}
+	sb_save(st, sb);
+	pthread_mutex_unlock(&sb->op);
+	store_job_done(st, &sb->job);
+	sb_put(st, sb);
+}
+
+/* "stopping" -> "stopped" (the processes were stopped before); ephemeral: deleted. */
+static void job_stop(struct store *st, void *arg)
+{
+	struct sandbox *sb = arg;
+	struct store_err err = {{0}};
+	bool ephemeral;
+
+	store_sleep_until(st, now_mono_ms() + st->cfg.lifecycle_delay_ms);
+	pthread_mutex_lock(&sb->op);
+	set_state(st, sb, SB_STOPPED, SB_STOPPED);
+	sb_save(st, sb);
+	ephemeral = sb->info.auto_delete_min == 0;
+	pthread_mutex_unlock(&sb->op);
+	store_job_done(st, &sb->job);
+	if (ephemeral && sb_delete(st, sb, &err) < 0)
+		log_warn("sandbox %s (%s): delete after stop: %s", sb->info.id, sb->info.name,
+			 err.msg);
+	sb_put(st, sb);
+}
+
 /* ---- create --------------------------------------------------------------- */
 
 static bool name_taken_locked(struct store *st, const char *name, const struct sandbox *self)
@@ -375,6 +485,19 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 	if (rc < 0) {
 		snprintf(why, sizeof(why), "writing its record: %s", strerror(-rc));
 		goto undo;
+	}
+	if (st->cfg.lasting_lifecycle) {
+		/* Cloud-like: answer "creating" now; a job builds the tree. */
+		rc = spawn_create(st, sb, snap);
+		if (rc < 0) {
+			snprintf(why, sizeof(why), "starting its job: %s", strerror(-rc));
+			goto undo;
+		}
+		pthread_mutex_unlock(&sb->op);
+		sb_copy_out(st, sb, out);
+		snap_put(st, snap);
+		sb_put(st, sb);
+		return 0;
 	}
 	rc = build_root(st, sb, snap, why, sizeof(why));
 	if (rc < 0)
@@ -623,6 +746,10 @@ int sb_stop(struct store *st, struct sandbox *sb, bool force, struct store_err *
 	int rc;
 
 	pthread_mutex_lock(&sb->op);
+	if (sb->state == SB_STOPPING) { /* cloud-like: already on its way */
+		pthread_mutex_unlock(&sb->op);
+		return 0;
+	}
 	rc = sb_refuse_unsettled(sb, err);
 	if (rc == 0 && sb->state != SB_STARTED)
 		rc = fail(err, -EINVAL, "Sandbox is not in a stoppable state (state: %s)",
@@ -632,6 +759,11 @@ int sb_stop(struct store *st, struct sandbox *sb, bool force, struct store_err *
 		return rc;
 	}
 	store_runtime_stop(st, sb, force);
+	if (st->cfg.lasting_lifecycle) {
+		rc = begin_job(st, sb, SB_STOPPING, SB_STOPPED, job_stop, err);
+		pthread_mutex_unlock(&sb->op);
+		return rc;
+	}
 	set_state(st, sb, SB_STOPPED, SB_STOPPED);
 	rc = sb_save(st, sb);
 	ephemeral = sb->info.auto_delete_min == 0;
@@ -674,8 +806,13 @@ static int sb_start(struct store *st, struct sandbox *sb, struct store_err *err)
 	}
 	switch (sb->state) {
 	case SB_STARTED:
+	case SB_STARTING: /* cloud-like: already on its way */
 		break;
 	case SB_STOPPED:
+		if (st->cfg.lasting_lifecycle) {
+			rc = begin_job(st, sb, SB_STARTING, SB_STARTED, job_start, err);
+			break;
+		}
 		rc = store_runtime_start(st, sb);
 		if (rc < 0) {
 			rc = fail(err, -EIO, "The sandbox's processes did not start: %s",

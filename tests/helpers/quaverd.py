@@ -35,6 +35,26 @@ def quaverd_bin():
     return os.environ.get("QUAVERD_BIN") or str(DEFAULT_BIN)
 
 
+# QUAVERFS_TEST_BACKEND=cloudlike: the quaverfs suites (fsmount.Backend) run
+# against quaverd's cloud-like mode (doc/quaverd.md "Cloud-like mode"): the
+# toolbox on a port of its own, create/start/stop that answer creating/
+# starting/stopping for a while, and injected 429/503 answers to quaverfs's
+# own requests (X-Daytona-Source quaverfs; the tests' requests get none).
+# QUAVERFS_CLOUDLIKE_DELAY_MS, _FAULT_RATE and _FAULT_SEED tune it.
+CLOUDLIKE = os.environ.get("QUAVERFS_TEST_BACKEND", "") == "cloudlike"
+
+
+def cloudlike_args():
+    """quaverd's options for the cloud-like test backend; [] when not asked."""
+    if not CLOUDLIKE:
+        return []
+    delay = os.environ.get("QUAVERFS_CLOUDLIKE_DELAY_MS", "200")
+    return ["--cloud-like", "--transition-delay", delay, "--lifecycle-delay", delay,
+            "--fault-rate", os.environ.get("QUAVERFS_CLOUDLIKE_FAULT_RATE", "0.02"),
+            "--fault-seed", os.environ.get("QUAVERFS_CLOUDLIKE_FAULT_SEED", "6"),
+            "--fault-source", "quaverfs", "--fault-retry-after", "1"]
+
+
 class QuaverdError(Exception):
     pass
 
@@ -238,12 +258,13 @@ class Quaverd:
     def request_url(self, method, url, **kw):
         """A request to any URL this quaverd handed out (toolbox, preview)."""
         parsed = urllib.parse.urlsplit(url)
-        assert parsed.hostname == self.host and parsed.port == self.port, url
+        # the port may be the toolbox's own (cloud-like mode)
+        assert parsed.hostname == self.host, url
         path = parsed.path + ("?" + parsed.query if parsed.query else "")
-        return self.request_path(method, path, **kw)
+        return self.request_path(method, path, port=parsed.port, **kw)
 
     def request_path(self, method, path, json=None, body=None, headers=None, token=DEFAULT,
-                     timeout=REQUEST_TIMEOUT):
+                     timeout=REQUEST_TIMEOUT, port=None):
         hdrs = {"Accept": "application/json", "X-Daytona-Source": "quaverfs-tests",
                 "X-Daytona-SDK-Version": "0.218.0"}
         if token is DEFAULT:
@@ -259,7 +280,7 @@ class Quaverd:
                 body = body.encode()
         if headers:
             hdrs.update(headers)
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, port or self.port, timeout=timeout)
         try:
             try:
                 conn.request(method, path, body=body, headers=hdrs)
