@@ -104,3 +104,28 @@ def test_written_through_files_downloads_through_the_sdk(env, made, tmp_path):
     out = tmp_path / "down.bin"
     sdk(m, "download", made["id"], f"{HOME}/from-mount.bin", out)
     assert out.read_bytes() == data
+
+
+def test_command_from_a_run_node_is_seen_by_the_sdk_session_api(env, made):
+    """mkdir runs/S is a toolbox session S; a command line written to
+    runs/S/command is one of its commands, which the SDK lists with its
+    state, exit code and logs (fs-layout.md, runs/)."""
+    session = made["dir"] / "runs" / "from-mount"
+    call(os.mkdir, session)
+    line = 'echo from-run-node; echo to-stderr >&2; read answer; echo "got $answer"; false'
+    call(Path.write_text, session / "command", line + "\n")
+    # still running (it waits for its stdin): listed, without an exit code
+    seen = sdk(env, "session", made["id"], "from-mount")
+    assert seen["session"] == "from-mount"
+    assert [(c["command"], c["exitCode"]) for c in seen["commands"]] == [(line, None)]
+    call(Path.write_text, session / "stdin", "hello\n")
+    assert call(Path.read_text, session / "exit") == "1\n"
+    seen = sdk(env, "session", made["id"], "from-mount")
+    [cmd] = seen["commands"]
+    assert (cmd["command"], cmd["exitCode"]) == (line, 1)
+    assert cmd["stdout"] == "from-run-node\ngot hello\n"
+    assert cmd["stderr"] == "to-stderr\n"
+    # the run node shows the same bytes (stdout and stderr written at once
+    # come through two pipes: their relative order is not asserted here)
+    output = call(Path.read_text, session / "output")
+    assert sorted(output.splitlines()) == ["from-run-node", "got hello", "to-stderr"]
