@@ -211,3 +211,201 @@ def test_typescript_code(rm, code_sb):
     assert run_code(s, prog) == ("5\n", 0)
     out, code = run_code(s, "const a: number = ;\n")
     assert code != 0 and "error" in out.lower(), out
+
+
+# ---- poll, Ctrl-C, a stopped sandbox ----------------------------------------------------
+
+
+@bounded(60)
+def test_poll_on_output_and_exit(rm, sess):
+    with open(sess / "command", "w") as f:
+        f.write("sleep 1.5; echo x; sleep 1")
+    out = os.open(sess / "output", os.O_RDONLY)
+    ex = os.open(sess / "exit", os.O_RDONLY)
+    try:
+        r, _, _ = select.select([out, ex], [], [], 0.5)
+        assert r == [], "readable before anything happened"
+        t0 = time.monotonic()
+        r, _, _ = select.select([out], [], [], 10)
+        assert r == [out] and 0.5 < time.monotonic() - t0 < 5
+        assert os.read(out, 100) == b"x\n"
+        p = select.poll()
+        p.register(ex, select.POLLIN)
+        assert p.poll(300) == []
+        assert p.poll(10000) == [(ex, select.POLLIN)]
+        assert os.read(ex, 100) == b"0\n"
+        assert os.read(out, 100) == b""
+    finally:
+        os.close(out)
+        os.close(ex)
+
+
+WAIT_AND_CATCH = """
+import signal, sys, time
+def on_int(*a):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, on_int)
+print("waiting", flush=True)
+try:
+    open(sys.argv[1]).read()
+    print("read")
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic(), flush=True)
+"""
+
+
+@bounded(60)
+def test_ctrl_c_ends_a_waiting_read(rm, sess):
+    with open(sess / "command", "w") as f:
+        f.write("sleep 30")
+    for node in ("exit", "output"):
+        # a SIGINT the reader survives: its read returns only if quaverfs answers
+        p = subprocess.Popen(["/usr/bin/python3", "-c", WAIT_AND_CATCH, str(sess / node)],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "waiting\n"
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=10)
+        assert out.startswith("interrupted"), out
+        assert float(out.split()[1]) - t0 < 1.0, (node, out)
+    os.rmdir(sess)
+
+
+# ---- the sandbox's files and isolation --------------------------------------------------
+
+
+@bounded(60)
+def test_files_written_by_commands_and_through_files(rm, sess):
+    home = rm.path("sandboxes", SB, "files", "home", "daytona")
+    assert run_cmd(sess, "echo made by a command > /home/daytona/by-cmd.txt") == ("", 0)
+    assert (home / "by-cmd.txt").read_text() == "made by a command\n"
+    (home / "by-files.txt").write_text("made through files/\n")
+    assert run_cmd(sess, "cat /home/daytona/by-files.txt") == ("made through files/\n", 0)
+
+
+REPO = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
+@bounded(90)
+def test_isolation_through_run_nodes(rm, sess):
+    out, _ = run_cmd(sess, "ps -eo pid=,comm=")
+    procs = [line.split(None, 1) for line in out.splitlines() if line.strip()]
+    # the sandbox's init, the shells of its sessions and what they run: nothing of the host
+    assert procs[0] == ["1", "quaverd-init"], procs
+    assert {comm for _, comm in procs} <= {"quaverd-init", "bash", "ps", "sleep"}, procs
+    # another sandbox's file, the host's secrets, quaverd's state, this checkout
+    create_sandbox(rm, "ox")
+    other = rm.path("sandboxes", "ox", "runs", "o")
+    os.mkdir(other)
+    marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
+    assert run_cmd(other, f"echo secret > /home/daytona/{marker}") == ("", 0)
+    ox_id = rm.read("sandboxes", "ox", "id").strip()
+    paths = ["/etc/shadow", str(rm.qd.state_dir), str(rm.qd.state_dir / "token"), REPO,
+             REPO + "/src/fs/runs.c", str(rm.qd.state_dir / "sandboxes" / ox_id),
+             f"/proc/1/root/home/daytona/{marker}"]
+    script = "; ".join(f"if cat '{p}' >/dev/null 2>&1 || ls '{p}' >/dev/null 2>&1; "
+                       f"then echo 'reached {p}'; fi" for p in paths)
+    assert run_cmd(sess, script) == ("", 0)
+    out, _ = run_cmd(sess, f"find / -xdev -name '{marker}' 2>/dev/null; true")
+    assert out == ""
+    os.rmdir(other)
+    rm.sh("rmdir sandboxes/ox")
+
+
+def host_pids_with(tag):
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if tag.encode() in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def pid_ns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def in_namespace(ns):
+    return {int(d) for d in os.listdir("/proc") if d.isdigit() and pid_ns(d) == ns}
+
+
+@bounded(90)
+def test_stop_kills_a_fork_bomb_and_a_detached_process(rm):
+    create_sandbox(rm, "kx")
+    s = rm.path("sandboxes", "kx", "runs", "k")
+    os.mkdir(s)
+    tag = f"{1000 + os.getpid() % 1000}.{time.monotonic_ns() % 1000000}"
+    run_cmd(s, f"setsid nohup sleep {tag} >/dev/null 2>&1 < /dev/null & true")
+    deadline = time.monotonic() + 10
+    while not host_pids_with(f"sleep\0{tag}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    detached = host_pids_with(f"sleep\0{tag}")
+    assert detached
+    ns = pid_ns(detached[0])
+    with open(s / "command", "w") as f:
+        f.write("bomb() { bomb | bomb & }; bomb")
+    seen = set()
+    t_end = time.monotonic() + 1.5
+    while time.monotonic() < t_end:
+        seen |= in_namespace(ns)
+        time.sleep(0.05)
+    assert len(seen) > 10, seen
+    rm.write("sandboxes/kx/state", "stop\n")
+    alive = [p for p in seen | in_namespace(ns) if pid_ns(p) == ns]
+    assert alive == []
+    # a stopped sandbox runs nothing: EHOSTDOWN, and the reason in its error node
+    assert rm.errno_write("sandboxes/kx/runs/k/command", "echo hi\n") in (
+        errno.EHOSTDOWN, errno.ENOENT)
+    assert rm.errno_read("sandboxes/kx/runs/k/output") in (errno.EHOSTDOWN, errno.ENOENT)
+    assert "stopped" in rm.read("sandboxes", "kx", "error")
+    rm.expect_fs_log(r"sandboxes/kx/runs.*stopped")
+    rm.sh("rmdir sandboxes/kx")
+
+
+@bounded(90)
+def test_volume_subpaths(rm):
+    rm.sh("mkdir volumes/rv")
+    for name, sub in (("va", "a"), ("vb", "b"), ("va2", "a")):
+        create_sandbox(rm, name, f"volume=rv:/mnt/v:{sub}")
+        os.mkdir(rm.path("sandboxes", name, "runs", "v"))
+
+    def cmd(name, line):
+        return run_cmd(rm.path("sandboxes", name, "runs", "v"), line)
+
+    assert cmd("va", "echo from-a > /mnt/v/note") == ("", 0)
+    assert cmd("vb", "ls -A /mnt/v") == ("", 0)
+    assert cmd("va2", "cat /mnt/v/note; echo from-a2 >> /mnt/v/note") == ("from-a\n", 0)
+    assert cmd("va", "cat /mnt/v/note") == ("from-a\nfrom-a2\n", 0)
+    for name in ("va", "vb", "va2"):
+        rm.sh(f"rmdir sandboxes/{name}")
+
+
+# ---- faults (last: it kills the module's quaverd) ----------------------------------------
+
+
+@bounded(90)
+def test_quaverd_killed_during_a_command(rm, sess):
+    with open(sess / "command", "w") as f:
+        f.write("echo started; sleep 30; echo never")
+    readers = [subprocess.Popen(["cat", str(sess / node)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for node in ("output", "exit")]
+    time.sleep(1.0)
+    rm.expect_fs_log(r"(?i)runs|refused|connect|EIO|unreachable")
+    rm.qd.kill(signal.SIGKILL)
+    t0 = time.monotonic()
+    results = [r.communicate(timeout=10) + (r.returncode,) for r in readers]
+    assert time.monotonic() - t0 < 5, results
+    out, err, code = results[0]
+    assert out.startswith(b"started\n") and b"never" not in out
+    assert code != 0 and b"Input/output error" in err, results
+    out, err, code = results[1]
+    assert out == b"" and code != 0 and b"Input/output error" in err, results
+    rm.qd.start()
