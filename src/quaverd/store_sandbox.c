@@ -487,7 +487,14 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 		goto undo;
 	}
 	if (st->cfg.lasting_lifecycle) {
-		/* Cloud-like: answer "creating" now; a job builds the tree. */
+		/*
+		 * Cloud-like: answer "creating" now; a job builds the tree. The
+		 * volumes' subpaths are made first, so that a bad one (a symlink
+		 * planted in the volume) refuses the create as it does otherwise.
+		 */
+		rc = make_subpaths(st, sb->info.volumes, why, sizeof(why));
+		if (rc < 0)
+			goto undo;
 		rc = spawn_create(st, sb, snap);
 		if (rc < 0) {
 			snprintf(why, sizeof(why), "starting its job: %s", strerror(-rc));

@@ -40,7 +40,10 @@ def quaverd_bin():
 # toolbox on a port of its own, create/start/stop that answer creating/
 # starting/stopping for a while, and injected 429/503 answers to quaverfs's
 # own requests (X-Daytona-Source quaverfs; the tests' requests get none).
-# QUAVERFS_CLOUDLIKE_DELAY_MS, _FAULT_RATE and _FAULT_SEED tune it.
+# QUAVERFS_CLOUDLIKE_DELAY_MS, _FAULT_RATE, _FAULT_SEED and _RETRY_AFTER tune it.
+# Retry-After 0 by default: the suites have deadlines of a second or two
+# (op_timeout=1, "seen within 2 s"); test_cloud_protocol.py checks that a
+# Retry-After of 1 s is honoured.
 CLOUDLIKE = os.environ.get("QUAVERFS_TEST_BACKEND", "") == "cloudlike"
 
 
@@ -52,7 +55,8 @@ def cloudlike_args():
     return ["--cloud-like", "--transition-delay", delay, "--lifecycle-delay", delay,
             "--fault-rate", os.environ.get("QUAVERFS_CLOUDLIKE_FAULT_RATE", "0.02"),
             "--fault-seed", os.environ.get("QUAVERFS_CLOUDLIKE_FAULT_SEED", "6"),
-            "--fault-source", "quaverfs", "--fault-retry-after", "1"]
+            "--fault-source", "quaverfs",
+            "--fault-retry-after", os.environ.get("QUAVERFS_CLOUDLIKE_RETRY_AFTER", "0")]
 
 
 class QuaverdError(Exception):
