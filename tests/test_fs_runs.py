@@ -110,6 +110,16 @@ def test_streaming_while_running(rm, sess):
     assert (sess / "exit").read_text() == "0\n"
 
 
+@bounded(60)
+def test_tail_f_follows(rm, sess):
+    with open(sess / "command", "w") as f:
+        f.write("for i in 1 2 3; do echo tick $i; sleep 0.7; done")
+    # tail -f keeps following after the exit (no "file truncated"); timeout ends it
+    r = run(["timeout", "4", "tail", "-f", str(sess / "output")], timeout=30)
+    assert r.stdout == "tick 1\ntick 2\ntick 3\n" and r.stderr == "", r
+    assert r.returncode == 124, r
+
+
 @bounded(120)
 def test_big_output_arrives_whole(rm, sess):
     # 50 MB of numbered lines: every line once, in order

@@ -101,12 +101,17 @@ static void reply_failure(fuse_req_t req, fuse_ino_t ino, const char *name, int 
 	fuse_reply_err(req, -ret);
 }
 
+static double attr_timeout(uint64_t ino)
+{
+	return runs_attr_volatile(ino) ? 0.0 : ATTR_TIMEOUT;
+}
+
 static void fill_entry(struct fuse_entry_param *e, const struct runs_entry *re)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = re->ino;
 	e->attr = re->attr;
-	e->attr_timeout = ATTR_TIMEOUT;
+	e->attr_timeout = attr_timeout(re->ino);
 	e->entry_timeout = ENTRY_TIMEOUT;
 }
 
@@ -338,7 +343,7 @@ void oruns_getattr(fuse_req_t req, fuse_ino_t ino)
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 void oruns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -359,7 +364,7 @@ void oruns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, ATTR_TIMEOUT);
+		fuse_reply_attr(req, &st, attr_timeout(ino));
 }
 
 void oruns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -657,7 +662,7 @@ void oruns_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			name = de->name;
 			if (plus && runs_getattr(r, de->ino, &e.attr, &err) == 0) {
 				e.ino = de->ino;
-				e.attr_timeout = ATTR_TIMEOUT;
+				e.attr_timeout = attr_timeout(de->ino);
 				e.entry_timeout = ENTRY_TIMEOUT;
 			} else {
 				e.attr.st_ino = de->ino;

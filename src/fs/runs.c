@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -50,6 +51,8 @@ enum robj_kind { RO_ROOT = 1, RO_SESSION, RO_CMD };
 /* Follower cadence. */
 #define POLL_FIRST_MS 25
 #define POLL_MAX_MS 250
+/* ...and while nobody has the command's output or exit open. */
+#define POLL_IDLE_MS 2000
 /* A program written to code is kept in memory until close: at most this much. */
 #define CODE_MAX (16u << 20)
 /* Transport failures in a row before a follower gives up (quaverd gone). */
@@ -94,8 +97,11 @@ struct rcmd {
 	struct rsb *sb;
 	char session[SESSION_NAME_MAX + 1];
 	char id[CMD_ID_MAX];
-	int refs;  /* users plus the follower's */
-	int users; /* handles, the ring, latest: when none is left the follower stops */
+	int refs;    /* users plus the follower's */
+	int users;   /* handles, the ring, latest: when none is left the follower stops */
+	int handles; /* open output and exit nodes: without any, the follower polls slowly */
+	bool kicked; /* a reader came: poll now */
+	pthread_cond_t kick;
 	int spool_fd;
 	int64_t size; /* bytes spooled */
 	bool done;    /* exited (exit_code) or failed (fail) */
@@ -519,14 +525,17 @@ static void cmd_unref_locked(struct rcmd *c)
 		return;
 	if (c->spool_fd >= 0)
 		close(c->spool_fd);
+	pthread_cond_destroy(&c->kick);
 	free(c);
 }
 
 /* A user is gone; with none left the follower stops. Called with the lock held. */
 static void cmd_unuse_locked(struct rcmd *c)
 {
-	if (--c->users == 0)
+	if (--c->users == 0) {
 		c->stop = true;
+		pthread_cond_signal(&c->kick);
+	}
 	cmd_unref_locked(c);
 }
 
@@ -637,6 +646,29 @@ static long next_delay(long delay, bool grew, int64_t size)
 							       : delay;
 }
 
+/* Waits @delay ms (POLL_IDLE_MS while no reader is there), less when a reader comes or it stops. */
+static void follow_sleep(struct rcmd *c, long delay)
+{
+	struct runs *r = c->r;
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	pthread_mutex_lock(&r->lock);
+	if (c->handles == 0 && delay < POLL_IDLE_MS)
+		delay = POLL_IDLE_MS;
+	until.tv_sec += delay / 1000;
+	until.tv_nsec += (delay % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!c->kicked && !c->stop && !r->closing)
+		if (pthread_cond_timedwait(&c->kick, &r->lock, &until) == ETIMEDOUT)
+			break;
+	c->kicked = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void *follow_main(void *arg)
 {
 	struct rcmd *c = arg;
@@ -695,8 +727,7 @@ static void *follow_main(void *arg)
 		}
 		dt_session_command_clear(&st);
 		delay = next_delay(delay, sink.at > before, sink.at);
-		for (long slept = 0; slept < delay && !follow_cancelled(c); slept += 25)
-			usleep(25 * 1000);
+		follow_sleep(c, delay);
 	}
 	backend_set_cancel(NULL, NULL);
 	pthread_mutex_lock(&r->lock);
@@ -761,6 +792,14 @@ static int cmd_get(struct runs *r, struct rsb *sb, const char *session, const ch
 	}
 	c->r = r;
 	c->sb = sb;
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->kick, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	copy_str(c->session, sizeof(c->session), session);
 	copy_str(c->id, sizeof(c->id), id);
 	c->spool_fd = spool_open(r);
@@ -959,6 +998,42 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 	return fail(err, ENOTDIR, "not a directory");
 }
 
+bool runs_attr_volatile(uint64_t ino)
+{
+	int node = (int)(ino & NODE_MASK);
+
+	return node == RN_OUTPUT || node == RN_EXIT;
+}
+
+/*
+ * The size of an output or exit node: what this mount has of the command
+ * it shows now (the session's latest, or commands/ID), so `tail -f`, which
+ * watches the size, neither sees a truncation nor misses growth.
+ */
+static off_t streaming_size(struct runs *r, const struct robj *o, int node)
+{
+	struct rcmd *c = NULL;
+	struct rsess *s = NULL;
+	char text[16];
+	off_t size = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct rsb *sb = r->sandboxes; sb && !s; sb = sb->next)
+		if (!strcmp(sb->id, o->sb_id))
+			s = sess_find(sb, o->session);
+	if (s && o->kind == RO_SESSION)
+		c = s->latest;
+	for (size_t i = 0; s && o->kind == RO_CMD && i < RING; i++)
+		if (s->ring[i] && !strcmp(s->ring[i]->id, o->cmd))
+			c = s->ring[i];
+	if (c && node == RN_OUTPUT)
+		size = c->size;
+	if (c && node == RN_EXIT && c->done && !c->fail)
+		size = snprintf(text, sizeof(text), "%d\n", c->exit_code);
+	pthread_mutex_unlock(&r->lock);
+	return size;
+}
+
 int runs_getattr(struct runs *r, uint64_t ino, struct stat *st, struct dt_error *err)
 {
 	struct robj o;
@@ -967,6 +1042,8 @@ int runs_getattr(struct runs *r, uint64_t ino, struct stat *st, struct dt_error 
 	if (!obj_of(r, ino, &o, &node) || !node_valid(o.kind, node))
 		return fail(err, ESTALE, "unknown inode");
 	fill_attr(r, ino, node_mode(o.kind, node), st);
+	if (node == RN_OUTPUT || node == RN_EXIT)
+		st->st_size = streaming_size(r, &o, node);
 	return 0;
 }
 
@@ -1336,6 +1413,14 @@ int runs_open(struct runs *r, uint64_t ino, int flags, struct runs_handle **out,
 		free(h);
 		return ret;
 	}
+	if (h->cmd) {
+		/* A reader: the follower polls at full pace from now on. */
+		pthread_mutex_lock(&r->lock);
+		h->cmd->handles++;
+		h->cmd->kicked = true;
+		pthread_cond_signal(&h->cmd->kick);
+		pthread_mutex_unlock(&r->lock);
+	}
 	*out = h;
 	return 0;
 }
@@ -1528,6 +1613,11 @@ void runs_release(struct runs *r, struct runs_handle *h)
 {
 	if (!h)
 		return;
+	if (h->cmd) {
+		pthread_mutex_lock(&r->lock);
+		h->cmd->handles--;
+		pthread_mutex_unlock(&r->lock);
+	}
 	cmd_unuse(r, h->cmd);
 	buf_free(&h->code);
 	free(h);
@@ -1565,6 +1655,14 @@ void runs_free(struct runs *r)
 	pthread_mutex_lock(&r->lock);
 	r->closing = true;
 	r->wake = NULL;
+	for (struct rsb *sb = r->sandboxes; sb; sb = sb->next)
+		for (struct rsess *s = sb->sessions; s; s = s->next)
+			for (size_t i = 0; i <= RING; i++) {
+				struct rcmd *c = i < RING ? s->ring[i] : s->latest;
+
+				if (c)
+					pthread_cond_signal(&c->kick);
+			}
 	while (r->followers > 0)
 		pthread_cond_wait(&r->followers_done, &r->lock);
 	for (struct rsb *sb = r->sandboxes, *next; sb; sb = next) {

@@ -47,7 +47,10 @@ int runs_root_entry(struct runs *r, const char *sb_id, const char *sb_name, stru
 		    struct dt_error *err);
 int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_entry *e,
 		struct dt_error *err);
+/* Output and exit nodes: their size is what this mount has of the command so far. */
 int runs_getattr(struct runs *r, uint64_t ino, struct stat *st, struct dt_error *err);
+/* Attributes that change while a command runs: the kernel must not keep them. */
+bool runs_attr_volatile(uint64_t ino);
 
 struct runs_dirent {
 	char name[256];
