@@ -294,6 +294,12 @@ int dt_fs_delete(struct dt_toolbox *tb, const char *path, bool recursive, struct
 /* POST /files/move?source=&destination= ; an existing destination: EEXIST (409). */
 int dt_fs_move(struct dt_toolbox *tb, const char *source, const char *destination,
 	       struct dt_error *err);
+/*
+ * The same with `overwrite=true`: quaverd then replaces an existing file
+ * destination atomically (a rename); Daytona ignores it and answers 409.
+ */
+int dt_fs_move_over(struct dt_toolbox *tb, const char *source, const char *destination,
+		    struct dt_error *err);
 /* POST /files/permissions: @mode < 0, @owner/@group NULL or "": left as they are. */
 int dt_fs_set_permissions(struct dt_toolbox *tb, const char *path, int mode, const char *owner,
 			  const char *group, struct dt_error *err);
@@ -395,6 +401,14 @@ int dt_fs_download_range_fd(struct dt_toolbox *tb, const char *path, int64_t off
  */
 int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t size,
 		    struct dt_error *err);
+/*
+ * The same; @mode >= 0 asks for those permission bits (upload-v2's `mode`,
+ * which quaverd honours and Daytona ignores). When the answer carries the
+ * FileInfo of the file written (quaverd), it goes to @info and *@have_info
+ * is true (then clear @info); otherwise ask GET /files/info.
+ */
+int dt_fs_upload_fd_info(struct dt_toolbox *tb, const char *path, int fd, int64_t size, int mode,
+			 struct dt_file_info *info, bool *have_info, struct dt_error *err);
 
 /*
  * POST /files/bulk-download {"paths"} (the SDK's downloadFile): the answer

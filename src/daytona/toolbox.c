@@ -365,6 +365,24 @@ int dt_fs_move(struct dt_toolbox *tb, const char *source, const char *destinatio
 	return tb_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
 }
 
+int dt_fs_move_over(struct dt_toolbox *tb, const char *source, const char *destination,
+		    struct dt_error *err)
+{
+	DT_ERR_GUARD(err);
+	const char *query[] = {"source", source, "destination", destination, "overwrite", "true",
+			       NULL};
+	char what[256];
+	int rc;
+
+	describe(what, sizeof(what), "move", source);
+	rc = check_path(source, what, err);
+	if (!rc)
+		rc = check_path(destination, what, err);
+	if (rc)
+		return rc;
+	return tb_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
+}
+
 int dt_fs_set_permissions(struct dt_toolbox *tb, const char *path, int mode, const char *owner,
 			  const char *group, struct dt_error *err)
 {

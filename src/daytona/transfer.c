@@ -405,14 +405,16 @@ static void bulk_upload_message(struct dt_error *err, const struct dt_response *
 	cJSON_Delete(root);
 }
 
-static int upload_v2(struct dt_toolbox *tb, const char *path, struct reader *r, const char *what,
-		     struct dt_response *resp, struct dt_error *err)
+static int upload_v2(struct dt_toolbox *tb, const char *path, int mode, struct reader *r,
+		     const char *what, struct dt_response *resp, struct dt_error *err)
 {
-	const char *query[] = {"path", path, NULL};
+	char octal[16];
+	const char *query[] = {"path", path, mode >= 0 ? "mode" : NULL, octal, NULL};
 	struct dt_transfer t = {0};
 	struct buf url = BUF_INIT;
 	int rc;
 
+	snprintf(octal, sizeof(octal), "%04o", (unsigned)(mode >= 0 ? mode & 07777 : 0));
 	rc = dt_toolbox_url(tb, &url, "/files/upload-v2", query, what, err);
 	if (rc)
 		return rc;
@@ -490,15 +492,47 @@ out:
 	return rc;
 }
 
-int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t size,
-		    struct dt_error *err)
+/*
+ * quaverd's upload-v2 answers with the FileInfo fields of the file written;
+ * Daytona's with {name, path, type} only. True when @out holds them.
+ */
+static bool uploaded_info(struct dt_response *resp, const char *what, struct dt_file_info *out)
+{
+	struct dt_error ignored = {0};
+	bool have;
+
+	if (!resp->body.len || !resp->body.data)
+		return false;
+	/* The parser works in place: on a copy, the answer stays as it came. */
+	{
+		char *text = malloc(resp->body.len + 1);
+
+		if (!text)
+			return false;
+		memcpy(text, resp->body.data, resp->body.len);
+		text[resp->body.len] = '\0';
+		have = dt_file_info_parse(text, resp->body.len, what, out, &ignored) == 0;
+		free(text);
+	}
+	if (have && (!out->mtime.tv_sec || !memmem(resp->body.data, resp->body.len,
+						   "\"permissions\"", 13))) {
+		dt_file_info_clear(out);
+		have = false;
+	}
+	return have;
+}
+
+int dt_fs_upload_fd_info(struct dt_toolbox *tb, const char *path, int fd, int64_t size, int mode,
+			 struct dt_file_info *info, bool *have_info, struct dt_error *err)
 {
 	DT_ERR_GUARD(err);
 	struct reader r = {.fd = fd, .size = size};
 	struct dt_response resp = {0, BUF_INIT};
 	char what[256];
-	int mode, rc;
+	int upload_mode, rc;
 
+	if (have_info)
+		*have_info = false;
 	snprintf(what, sizeof(what), "upload %s", path ? path : "");
 	rc = check_path(path, what, err);
 	if (rc)
@@ -517,15 +551,17 @@ int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t siz
 		r.size = st.st_size;
 	}
 
-	mode = dt_toolbox_upload_mode(tb);
-	if (mode >= 0) {
-		rc = upload_v2(tb, path, &r, what, &resp, err);
+	upload_mode = dt_toolbox_upload_mode(tb);
+	if (upload_mode >= 0) {
+		rc = upload_v2(tb, path, mode, &r, what, &resp, err);
 		if (rc == 0) {
 			dt_toolbox_set_upload_mode(tb, 1);
+			if (info && have_info)
+				*have_info = uploaded_info(&resp, what, info);
 			goto out;
 		}
 		/* A daemon without upload-v2 has no such route; any other answer stands. */
-		if (mode == 1 || !(resp.status == 404 || resp.status == 405))
+		if (upload_mode == 1 || !(resp.status == 404 || resp.status == 405))
 			goto out;
 		log_debug("%s: no upload-v2 (HTTP %ld), trying bulk-upload", what, resp.status);
 	}
@@ -535,6 +571,12 @@ int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t siz
 out:
 	dt_response_free(&resp);
 	return rc;
+}
+
+int dt_fs_upload_fd(struct dt_toolbox *tb, const char *path, int fd, int64_t size,
+		    struct dt_error *err)
+{
+	return dt_fs_upload_fd_info(tb, path, fd, size, -1, NULL, NULL, err);
 }
 
 /* ---- bulk download (multipart) ---- */

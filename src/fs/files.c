@@ -429,6 +429,60 @@ void fnode_set_server(struct files *f, struct fnode *fn, const struct fattr *a, 
 	fn->attr = *a;
 	fn->attr_known = true;
 	fn->attr_ms = at_ms;
+	fn->estimated = false;
+}
+
+static struct sb_activity *activity_of(struct files *f, const char *sb_id)
+{
+	for (size_t i = 0; i < f->nacts; i++)
+		if (strcmp(f->acts[i].sb_id, sb_id) == 0)
+			return &f->acts[i];
+	return NULL;
+}
+
+bool fnode_open_may_trust(struct files *f, const struct fnode *fn, int64_t now)
+{
+	const struct sb_activity *act;
+
+	if (!fn->attr_known || fn->estimated || now - fn->attr_ms >= FILES_TTL_MS ||
+	    fn->attr_ms <= fn->touched_ms)
+		return false;
+	act = activity_of(f, fn->sb_id);
+	return !act || (!act->busy && fn->attr_ms > act->epoch_ms);
+}
+
+void files_sandbox_activity(struct files *f, const char *sb_id, bool begin)
+{
+	struct sb_activity *act;
+
+	pthread_mutex_lock(&f->lock);
+	act = activity_of(f, sb_id);
+	if (!act) {
+		struct sb_activity *grown = realloc(f->acts, (f->nacts + 1) * sizeof(*grown));
+
+		if (grown) {
+			f->acts = grown;
+			act = &f->acts[f->nacts++];
+			memset(act, 0, sizeof(*act));
+			copy_str(act->sb_id, sizeof(act->sb_id), sb_id);
+		}
+	}
+	if (act) {
+		if (begin)
+			act->busy++;
+		else if (act->busy > 0)
+			act->busy--;
+		act->epoch_ms = now_mono_ms();
+	}
+	/* What the process changed is asked for again: listings and attributes. */
+	listing_drop_tree(f, sb_id, "/");
+	for (size_t b = 0; b < f->nbuckets; b++)
+		for (struct fnode *fn = f->by_ino[b]; fn; fn = fn->next_by_ino)
+			if (!fnode_is_root(fn) && strcmp(fn->sb_id, sb_id) == 0)
+				fn->attr_ms = 0;
+	if (!act)
+		log_warn("files: out of memory noting a process of sandbox %s", sb_id);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* ---- the toolbox -------------------------------------------------------- */
@@ -700,6 +754,7 @@ void files_free(struct files *f)
 	for (size_t i = 0; i < f->ntbs; i++)
 		tbref_put(f->tbs[i]);
 	free(f->tbs);
+	free(f->acts);
 	free(f->by_ino);
 	free(f->by_key);
 	free(f->lbuckets);
@@ -900,7 +955,8 @@ int files_getattr(struct files *f, uint64_t ino, struct stat *st, int64_t *data_
 	pthread_mutex_lock(&f->lock);
 	*data_ms = now;
 	if (fnode_is_root(fn) || fn->local_only || fn->dirty || fn->unlinked ||
-	    (fn->attr_known && now - fn->attr_ms < FILES_TTL_MS && fn->attr_ms > fn->touched_ms)) {
+	    (fn->attr_known && now - fn->attr_ms < FILES_TTL_MS &&
+	     (fn->attr_ms > fn->touched_ms || fn->estimated))) {
 		if (!fnode_is_root(fn) && !fn->local_only && !fn->dirty && !fn->unlinked)
 			*data_ms = fn->attr_ms;
 		fnode_stat(f, fn, st);

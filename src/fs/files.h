@@ -150,4 +150,13 @@ int files_statfs(struct files *f, struct statvfs *st);
 /* `flush` and SIGHUP: forgets every listing, attribute and clean cached byte. */
 void files_drop_caches(struct files *f);
 
+/*
+ * A process of sandbox @sb_id started (@begin) or ended through this mount
+ * (runs/, pty, terminals/). While one runs, every open of its files/ asks
+ * the sandbox (strict close-to-open); at either event its listings and
+ * attributes are forgotten, so what the process changed is seen at the
+ * next open, stat or lookup. Calls must pair (begin, then end).
+ */
+void files_sandbox_activity(struct files *f, const char *sb_id, bool begin);
+
 #endif

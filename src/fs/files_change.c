@@ -17,6 +17,9 @@
 /* Above this, a rename over a file moves it instead of uploading our copy to the target. */
 #define RENAME_UPLOAD_MAX (64LL << 20)
 
+static int attr_now(struct files *f, const char *sb_id, const char *path, struct fattr *a,
+		    struct dt_error *err);
+
 /* Is anything in directory @path (listed afresh, and made here but not uploaded)? */
 static int dir_is_empty(struct files *f, const char *sb_id, const char *path, bool *empty,
 			struct dt_error *err)
@@ -68,7 +71,7 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 	char path[PATH_MAX], sb_id[OBJ_ID_MAX];
 	struct fnode *dir, *fn;
 	struct fattr a;
-	int64_t now;
+	int64_t now, asked;
 	int ret;
 
 	if (!name_is_file_name(name))
@@ -94,6 +97,7 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 	}
 	if (ret != -ENOENT)
 		goto out;
+	asked = now_mono_ms();
 	ret = TB_CALL(f, sb_id, err, t, dt_fs_mkdir(t->tb, path, mode & 07777, err));
 	if (ret < 0)
 		goto out;
@@ -111,6 +115,8 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 		path_split(path, dir_path, sizeof(dir_path));
 		listing_upsert(f, sb_id, dir_path, name, &a);
 		dir_touched(f, sb_id, dir_path);
+		/* It did not exist before: empty, as of the request (lookups in it ask nothing). */
+		listing_new_empty(f, sb_id, path, asked);
 	}
 	fn = fnode_get(f, sb_id, path);
 	if (!fn) {
@@ -164,7 +170,7 @@ int files_rmdir(struct files *f, uint64_t parent, const char *name, struct dt_er
 	dir = files_child(f, parent, name, path, sizeof(path), sb_id, sizeof(sb_id), err);
 	if (!dir)
 		return -err->err;
-	ret = files_info(f, sb_id, path, &a, err);
+	ret = attr_now(f, sb_id, path, &a, err);
 	if (ret == 0 && !S_ISDIR(a.mode))
 		ret = files_fail(err, ENOTDIR, "%s is not a directory", path);
 	if (ret == 0)
@@ -299,18 +305,63 @@ static int replace_by_upload(struct files *f, struct fnode *fn, const char *sb_i
 	return TB_CALL(f, sb_id, err, t, dt_fs_delete(t->tb, src, false, err));
 }
 
+/*
+ * What the sandbox has at @path: what this mount learnt within the trust
+ * window of an open (files_internal.h, fnode_open_may_trust), else a fresh
+ * listing of its directory (ENOENT when it has no such name), else GET
+ * /files/info.
+ */
+static int attr_now(struct files *f, const char *sb_id, const char *path, struct fattr *a,
+		    struct dt_error *err)
+{
+	char dir[PATH_MAX];
+	const char *name = path_split(path, dir, sizeof(dir));
+	int64_t now = now_mono_ms();
+	struct fnode *fn;
+	struct listing *l;
+	struct lent *e;
+
+	pthread_mutex_lock(&f->lock);
+	fn = fnode_by_path(f, sb_id, path);
+	if (fn && !fn->local_only && !fn->dirty && fnode_open_may_trust(f, fn, now)) {
+		*a = fn->attr;
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	if (!fn || (!fn->local_only && !fn->dirty)) {
+		l = listing_find(f, sb_id, dir);
+		if (listing_fresh(l, now) && !l->truncated &&
+		    (!fn || l->fetched_ms > fn->touched_ms)) {
+			e = listing_entry(l, name);
+			if (e && !e->dead) {
+				*a = e->attr;
+				pthread_mutex_unlock(&f->lock);
+				return 0;
+			}
+			if (!e || e->dead) {
+				pthread_mutex_unlock(&f->lock);
+				return files_fail(err, ENOENT, "%s: no such entry", path);
+			}
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return files_info(f, sb_id, path, a, err);
+}
+
 /* The sandbox's side of a rename of @src (attributes @sa) to @dst. */
 static int rename_remote(struct files *f, struct fnode *fn, const char *sb_id, const char *src,
-			 const char *dst, const struct fattr *sa, unsigned flags,
+			 const char *dst, const struct fattr *sa, unsigned flags, bool *moved,
 			 struct dt_error *err)
 {
 	struct fattr da;
 	bool empty;
 	int ret;
 
-	ret = files_info(f, sb_id, dst, &da, err);
+	*moved = false;
+	ret = attr_now(f, sb_id, dst, &da, err);
 	if (ret == -ENOENT) {
 		ret = TB_CALL(f, sb_id, err, t, dt_fs_move(t->tb, src, dst, err));
+		*moved = ret == 0;
 		if (ret != -EEXIST)
 			return ret;
 		/* Made meanwhile in the sandbox. */
@@ -322,6 +373,25 @@ static int rename_remote(struct files *f, struct fnode *fn, const char *sb_id, c
 		return ret;
 	if (flags & FILES_RENAME_NOREPLACE)
 		return files_fail(err, EEXIST, "%s exists", dst);
+	if (!S_ISDIR(da.mode) && !S_ISDIR(sa->mode) && !f->no_move_over) {
+		/* quaverd replaces the file by one rename (overwrite=true); Daytona answers 409. */
+		ret = TB_CALL(f, sb_id, err, t, dt_fs_move_over(t->tb, src, dst, err));
+		if (ret == 0) {
+			*moved = true;
+			return 0;
+		}
+		if (ret != -EEXIST)
+			return ret;
+		ret = files_info(f, sb_id, dst, &da, err);
+		if (ret == -ENOENT)
+			return files_fail(err, EAGAIN, "%s vanished meanwhile", dst);
+		if (ret < 0)
+			return ret;
+		if (!S_ISDIR(da.mode)) {
+			log_debug("files: the sandbox's move does not replace a file; emulating it");
+			f->no_move_over = true;
+		}
+	}
 	if (S_ISDIR(da.mode)) {
 		if (!S_ISDIR(sa->mode))
 			return files_fail(err, EISDIR, "%s is a directory", dst);
@@ -353,6 +423,7 @@ int files_rename(struct files *f, uint64_t parent, const char *name, uint64_t ne
 	char src_dir[PATH_MAX], dst_dir[PATH_MAX];
 	struct fnode *dir = NULL, *newdir = NULL, *fn = NULL, *target;
 	struct fattr sa, na;
+	bool moved = false;
 	int64_t now;
 	int ret;
 
@@ -389,15 +460,20 @@ int files_rename(struct files *f, uint64_t parent, const char *name, uint64_t ne
 	/* What was written and not sent goes first: the move then carries it. */
 	ret = fn ? upload_pending(f, fn, sb_id, src, err) : 0;
 	if (ret == 0)
-		ret = files_info(f, sb_id, src, &sa, err);
+		ret = attr_now(f, sb_id, src, &sa, err);
 	if (ret == 0)
-		ret = rename_remote(f, fn, sb_id, src, dst, &sa, flags, err);
+		ret = rename_remote(f, fn, sb_id, src, dst, &sa, flags, &moved, err);
 	if (ret < 0)
 		goto out;
 
 	now = now_mono_ms();
-	if (files_info(f, sb_id, dst, &na, err) < 0)
+	/* A move keeps size, mode and mtime; an emulated replace made a new file. */
+	if (!moved || S_ISDIR(sa.mode)) {
+		if (files_info(f, sb_id, dst, &na, err) < 0)
+			na = sa;
+	} else {
 		na = sa;
+	}
 	pthread_mutex_lock(&f->lock);
 	target = fnode_by_path(f, sb_id, dst);
 	if (target && target != fn) {
@@ -421,10 +497,15 @@ int files_rename(struct files *f, uint64_t parent, const char *name, uint64_t ne
 		if (fn->ov_set && !fn->ov_pending)
 			fn->ov_srv_mtime = na.mtime;
 		fnode_set_server(f, fn, &na, now);
-		if (fn->st && !fn->dirty) {
+		if (fn->st) {
+			bool clean = !fn->dirty;
+
 			pthread_mutex_unlock(&f->lock);
 			pthread_mutex_lock(&fn->st->lock);
-			stage_set_server(fn->st, na.size, &na.mtime);
+			if (clean)
+				stage_set_server(fn->st, na.size, &na.mtime);
+			if (fn->st->origin)
+				stage_set_origin(fn->st, sb_id, dst);
 			pthread_mutex_unlock(&fn->st->lock);
 			pthread_mutex_lock(&f->lock);
 		}

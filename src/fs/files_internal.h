@@ -39,6 +39,8 @@ struct fnode {
 	struct fattr attr;
 	int64_t attr_ms;    /* when the sandbox said so (monotonic) */
 	int64_t touched_ms; /* a directory: when quaverfs last changed what it holds */
+	/* A directory changed here: its mtime is this mount's clock until the sandbox is asked. */
+	bool estimated;
 
 	bool local_only; /* created here, not yet in the sandbox */
 	bool dirty;	 /* the staged copy is newer than the sandbox's file */
@@ -102,6 +104,13 @@ struct tbref {
 	char sb_id[OBJ_ID_MAX];
 };
 
+/* Processes of one sandbox run through this mount (files_sandbox_activity). */
+struct sb_activity {
+	char sb_id[OBJ_ID_MAX];
+	int busy;	  /* running now */
+	int64_t epoch_ms; /* the last start or end: attributes learnt before it are not trusted */
+};
+
 struct files {
 	struct qfs *fs;
 	struct stage_dir *sd;
@@ -123,6 +132,9 @@ struct files {
 	int64_t last_purge_ms;
 	struct tbref **tbs;
 	size_t ntbs;
+	struct sb_activity *acts;
+	size_t nacts;
+	bool no_move_over; /* the backend's move never replaces (Daytona): emulate it */
 	pthread_mutex_t start_lock; /* one autostart at a time */
 };
 
@@ -147,6 +159,13 @@ void fnode_unpin(struct files *f, struct fnode *fn);
 void fnode_stat(struct files *f, const struct fnode *fn, struct stat *st);
 /* Takes what the sandbox said of the node unless the local copy is newer. */
 void fnode_set_server(struct files *f, struct fnode *fn, const struct fattr *a, int64_t at_ms);
+/*
+ * May an open use what this mount knows of @fn without asking the sandbox?
+ * Yes when it was learnt (a listing or an answer) less than FILES_TTL_MS
+ * ago, after any change made here in it and after the last start or end of
+ * a process of its sandbox run through this mount, none running now.
+ */
+bool fnode_open_may_trust(struct files *f, const struct fnode *fn, int64_t now);
 /* Drops the cached clean copies (least recently used first) beyond the limits. */
 void files_evict(struct files *f);
 
@@ -171,9 +190,14 @@ void listing_remove(struct files *f, const char *sb_id, const char *dir, const c
  * Quaverfs changed (or, creating a file, is about to change) what directory
  * @dir holds, so its mtime changes in the sandbox: a time set on it by
  * utimens is gone, as on a disk, and no attributes of it learnt before are
- * shown again (the kernel's are dropped): the next stat asks the sandbox.
+ * shown again (the kernel's are dropped). Until the sandbox is asked again
+ * (at a stat after FILES_TTL_MS, or a listing of its parent made after the
+ * change), its mtime is this mount's clock at the change: a stat in between
+ * (every path walk through it checks permissions) asks nothing.
  */
 void dir_touched(struct files *f, const char *sb_id, const char *dir);
+/* Directory @dir was just made here (asked at @at_ms): its listing, empty, without a request. */
+void listing_new_empty(struct files *f, const char *sb_id, const char *dir, int64_t at_ms);
 /* Forgets the listings of @path and everything below it. */
 void listing_drop_tree(struct files *f, const char *sb_id, const char *path);
 static inline bool listing_fresh(const struct listing *l, int64_t now)

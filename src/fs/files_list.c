@@ -237,6 +237,16 @@ void dir_touched(struct files *f, const char *sb_id, const char *dir)
 	fn->touched_ms = now_mono_ms();
 	/* A new or removed entry changes a directory's mtime, as on a disk. */
 	fn->ov_set = false;
+	if (fn->attr_known && strcmp(fn->path, "/") != 0) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (now.tv_sec > fn->attr.mtime.tv_sec ||
+		    (now.tv_sec == fn->attr.mtime.tv_sec && now.tv_nsec > fn->attr.mtime.tv_nsec))
+			fn->attr.mtime = now;
+		fn->attr_ms = fn->touched_ms;
+		fn->estimated = true;
+	}
 	if (fn->nlookup && f->inval.inode)
 		f->inval.inode(f->inval.arg, fn->ino, -1, 0);
 }
@@ -489,6 +499,22 @@ int listing_get(struct files *f, const char *sb_id, const char *dir, bool force,
 	pthread_cond_broadcast(&f->loaded);
 	dt_file_list_clear(&list);
 	return ret;
+}
+
+void listing_new_empty(struct files *f, const char *sb_id, const char *dir, int64_t at_ms)
+{
+	struct listing *l = listing_find(f, sb_id, dir);
+
+	if (l && l->loading)
+		return;
+	if (!l)
+		l = listing_new(f, sb_id, dir);
+	if (!l)
+		return;
+	listing_clear_entries(l);
+	l->truncated = false;
+	l->loop = false;
+	l->fetched_ms = at_ms;
 }
 
 void listings_drop_all(struct files *f)

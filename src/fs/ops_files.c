@@ -311,6 +311,8 @@ void ofiles_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->keep_cache = keep_cache;
 	fi->direct_io = 0;
+	/* A reader's close sends nothing (files_flush): the kernel need not ask. */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		files_release(files_of(req), h);
 }

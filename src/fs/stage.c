@@ -13,7 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -23,8 +27,26 @@
 #define CHUNK_MIN (1LL << 20)
 #define CHUNK_MAX (16LL << 20)
 
+/* The xattr (or FILE.origin file) naming the sandbox file a copy with unsent writes is. */
+#define ORIGIN_XATTR "user.quaverfs.origin"
+#define ORIGIN_SUFFIX ".origin"
+/* In each mount's directory, locked for as long as that quaverfs lives. */
+#define LOCK_NAME "lock"
+
+/*
+ * Cache files of freed copies kept, emptied, for the next copies: creating
+ * and unlinking a file per copy made ext4 scan past every inode freed in
+ * the last seconds at each create (find_inode_bit, recently_deleted), which
+ * after a `flush` of thousands of copies cost more than the network.
+ */
+#define POOL_MAX 16384
+
 struct stage_dir {
 	char *path;
+	int lock_fd;
+	pthread_mutex_t pool_lock;
+	char **pool; /* names of empty cache files ready for reuse */
+	size_t npool;
 	int64_t bytes;	    /* atomic */
 	uint64_t next_file; /* atomic */
 };
@@ -80,6 +102,122 @@ static int check_private_dir(const char *dir, char *msg, size_t size)
 	return 0;
 }
 
+/* The origin recorded on cache file @name of directory @dfd, or false. */
+static bool read_origin(int dfd, const char *name, char *out, size_t size)
+{
+	char side[NAME_MAX + 1];
+	ssize_t n;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = fgetxattr(fd, ORIGIN_XATTR, out, size - 1);
+	close(fd);
+	if (n < 0 && snprintf(side, sizeof(side), "%s%s", name, ORIGIN_SUFFIX) < (int)sizeof(side)) {
+		fd = openat(dfd, side, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, out, size - 1);
+			close(fd);
+		}
+	}
+	if (n <= 0)
+		return false;
+	out[n] = '\0';
+	return true;
+}
+
+/*
+ * Mount directory @name of @base was left by a quaverfs that is gone:
+ * reports and keeps the copies with unacknowledged writes, removes the rest.
+ */
+static void recover_dir(const char *base, const char *name)
+{
+	char dir[PATH_MAX], origin[PATH_MAX + 128];
+	size_t kept = 0;
+	struct dirent *de;
+	DIR *d;
+	int dfd;
+
+	if (snprintf(dir, sizeof(dir), "%s/%s", base, name) >= (int)sizeof(dir))
+		return;
+	d = opendir(dir);
+	if (!d)
+		return;
+	dfd = dirfd(d);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+
+		if (de->d_name[0] != 'f' ||
+		    (len > strlen(ORIGIN_SUFFIX) &&
+		     strcmp(de->d_name + len - strlen(ORIGIN_SUFFIX), ORIGIN_SUFFIX) == 0))
+			continue;
+		if (read_origin(dfd, de->d_name, origin, sizeof(origin))) {
+			log_warn("files: a quaverfs that was killed (or stopped with the machine) held "
+				 "writes it never sent to %s: they are kept in %s/%s",
+				 origin, dir, de->d_name);
+			kept++;
+			continue;
+		}
+		/* Clean cached content: fetched again when needed. */
+		unlinkat(dfd, de->d_name, 0);
+	}
+	closedir(d);
+	if (kept) {
+		log_warn("files: %s keeps %zu such file%s; copy what you need out of it, then "
+			 "remove it",
+			 dir, kept, kept == 1 ? "" : "s");
+		return;
+	}
+	/* Leftover sidecars of copies no longer there, the lock, the directory. */
+	d = opendir(dir);
+	if (d) {
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.')
+				unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+/* Looks for mount directories of quaverfs processes that are gone (see stage.h). */
+static void recover_base(const char *base)
+{
+	struct dirent *de;
+	DIR *d = opendir(base);
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char lock[PATH_MAX];
+		long pid;
+		char *end;
+		bool gone;
+		int fd;
+
+		if (de->d_name[0] != 'm')
+			continue;
+		pid = strtol(de->d_name + 1, &end, 10);
+		if (end == de->d_name + 1 || *end != '-' || pid <= 0)
+			continue;
+		if (snprintf(lock, sizeof(lock), "%s/%s/%s", base, de->d_name, LOCK_NAME) >=
+		    (int)sizeof(lock))
+			continue;
+		fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			/* Its quaverfs holds the lock for as long as it lives. */
+			gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		} else {
+			/* No lock (killed right after mkdir): is the process there? */
+			gone = errno == ENOENT && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+		}
+		if (gone)
+			recover_dir(base, de->d_name);
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+}
+
 int stage_dir_open(const char *base, struct stage_dir **out, char *msg, size_t msg_size)
 {
 	struct stage_dir *sd;
@@ -96,17 +234,43 @@ int stage_dir_open(const char *base, struct stage_dir **out, char *msg, size_t m
 		snprintf(msg, msg_size, "cache directory %s: path too long", base);
 		return -ENAMETOOLONG;
 	}
+	recover_base(base);
 	if (mkdir(path, 0700) < 0) {
 		ret = -errno;
 		snprintf(msg, msg_size, "cache directory %s: %s", path, strerror(errno));
 		return ret;
 	}
 	sd = calloc(1, sizeof(*sd));
-	if (!sd || !(sd->path = strdup(path))) {
+	if (!sd || !(sd->path = strdup(path)) ||
+	    !(sd->pool = calloc(POOL_MAX, sizeof(*sd->pool)))) {
+		if (sd)
+			free(sd->path);
 		free(sd);
 		rmdir(path);
 		snprintf(msg, msg_size, "out of memory");
 		return -ENOMEM;
+	}
+	pthread_mutex_init(&sd->pool_lock, NULL);
+	/* Held until exit: a later mount finds it free only once this one is gone. */
+	{
+		char lock[PATH_MAX + 16];
+
+		snprintf(lock, sizeof(lock), "%s/%s", path, LOCK_NAME);
+		sd->lock_fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (sd->lock_fd < 0 || flock(sd->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+			ret = -errno;
+			snprintf(msg, msg_size, "cache directory %s: cannot lock it: %s", path,
+				 strerror(errno));
+			if (sd->lock_fd >= 0)
+				close(sd->lock_fd);
+			unlink(lock);
+			rmdir(path);
+			pthread_mutex_destroy(&sd->pool_lock);
+			free(sd->pool);
+			free(sd->path);
+			free(sd);
+			return ret;
+		}
 	}
 	*out = sd;
 	return 0;
@@ -116,9 +280,23 @@ void stage_dir_close(struct stage_dir *sd)
 {
 	if (!sd)
 		return;
+	for (size_t i = 0; i < sd->npool; i++) {
+		unlink(sd->pool[i]);
+		free(sd->pool[i]);
+	}
+	free(sd->pool);
+	pthread_mutex_destroy(&sd->pool_lock);
 	/* Only staged copies that never reached the sandbox are left: keep them. */
+	{
+		char lock[PATH_MAX + 16];
+
+		snprintf(lock, sizeof(lock), "%s/%s", sd->path, LOCK_NAME);
+		unlink(lock);
+	}
 	if (rmdir(sd->path) < 0 && errno != ENOENT)
 		log_warn("%s is kept: it holds files that could not be uploaded", sd->path);
+	if (sd->lock_fd >= 0)
+		close(sd->lock_fd);
 	free(sd->path);
 	free(sd);
 }
@@ -227,14 +405,28 @@ int stage_new(struct stage_dir *sd, struct staged **out, struct dt_error *err)
 	*out = NULL;
 	if (!st)
 		return fail(err, ENOMEM, "out of memory");
-	n = __atomic_add_fetch(&sd->next_file, 1, __ATOMIC_RELAXED);
-	snprintf(path, sizeof(path), "%s/f%" PRIu64, sd->path, n);
-	st->file = strdup(path);
-	if (!st->file) {
-		free(st);
-		return fail(err, ENOMEM, "out of memory");
+	pthread_mutex_lock(&sd->pool_lock);
+	st->file = sd->npool ? sd->pool[--sd->npool] : NULL;
+	pthread_mutex_unlock(&sd->pool_lock);
+	if (st->file) {
+		/* An emptied cache file of a freed copy (POOL_MAX above). */
+		st->fd = open(st->file, O_RDWR | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+		if (st->fd < 0) {
+			unlink(st->file);
+			free(st->file);
+			st->file = NULL;
+		}
 	}
-	st->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (!st->file) {
+		n = __atomic_add_fetch(&sd->next_file, 1, __ATOMIC_RELAXED);
+		snprintf(path, sizeof(path), "%s/f%" PRIu64, sd->path, n);
+		st->file = strdup(path);
+		if (!st->file) {
+			free(st);
+			return fail(err, ENOMEM, "out of memory");
+		}
+		st->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	}
 	if (st->fd < 0) {
 		int e = errno;
 
@@ -261,6 +453,7 @@ void stage_abandon(struct staged *st)
 	__atomic_sub_fetch(&st->sd->bytes, st->accounted, __ATOMIC_RELAXED);
 	ranges_clear(st);
 	pthread_mutex_destroy(&st->lock);
+	free(st->origin);
 	free(st->file);
 	free(st);
 }
@@ -271,10 +464,28 @@ void stage_free(struct staged *st)
 		return;
 	if (st->fd >= 0)
 		close(st->fd);
-	unlink(st->file);
+	if (st->marked) {
+		char side[PATH_MAX];
+
+		snprintf(side, sizeof(side), "%s%s", st->file, ORIGIN_SUFFIX);
+		unlink(side);
+	} else if (truncate(st->file, 0) == 0) {
+		/* Kept, empty, for the next copy. */
+		struct stage_dir *sd = st->sd;
+
+		pthread_mutex_lock(&sd->pool_lock);
+		if (sd->npool < POOL_MAX) {
+			sd->pool[sd->npool++] = st->file;
+			st->file = NULL;
+		}
+		pthread_mutex_unlock(&sd->pool_lock);
+	}
+	if (st->file)
+		unlink(st->file);
 	__atomic_sub_fetch(&st->sd->bytes, st->accounted, __ATOMIC_RELAXED);
 	ranges_clear(st);
 	pthread_mutex_destroy(&st->lock);
+	free(st->origin);
 	free(st->file);
 	free(st);
 }
@@ -370,6 +581,12 @@ static int fetch(struct staged *st, struct dt_toolbox *tb, const char *path, int
 	case DT_RANGE_EOF:
 		st->size = res.file_size >= 0 && res.file_size < start ? res.file_size : start;
 		break;
+	}
+	if (!st->complete && st->nranges == 1 && st->ranges[0].start == 0 &&
+	    st->ranges[0].end >= st->size) {
+		/* A range that held the whole file: complete, as one answer (one version). */
+		ranges_clear(st);
+		st->complete = true;
 	}
 	/* Sequential readers get bigger fetches, others the smallest. */
 	st->chunk = start == st->seq_next ? (st->chunk * 2 > CHUNK_MAX ? CHUNK_MAX : st->chunk * 2)
@@ -471,8 +688,65 @@ int stage_fill(struct staged *st, struct dt_toolbox *tb, const char *path, struc
 	return 0;
 }
 
+/* The cache file says what it is while it holds writes not acknowledged (stage.h). */
+static void mark(struct staged *st)
+{
+	char side[PATH_MAX];
+	size_t len;
+	int fd;
+
+	if (st->marked || !st->origin || st->fd < 0)
+		return;
+	len = strlen(st->origin);
+	if (fsetxattr(st->fd, ORIGIN_XATTR, st->origin, len, 0) == 0) {
+		st->marked = true;
+		return;
+	}
+	/* No user xattrs here: a file beside it. */
+	snprintf(side, sizeof(side), "%s%s", st->file, ORIGIN_SUFFIX);
+	fd = open(side, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		st->marked = write(fd, st->origin, len) == (ssize_t)len;
+		close(fd);
+	}
+}
+
+static void unmark(struct staged *st)
+{
+	char side[PATH_MAX];
+
+	if (!st->marked)
+		return;
+	st->marked = false;
+	if (st->fd >= 0 && fremovexattr(st->fd, ORIGIN_XATTR) == 0)
+		return;
+	snprintf(side, sizeof(side), "%s%s", st->file, ORIGIN_SUFFIX);
+	unlink(side);
+}
+
+void stage_set_origin(struct staged *st, const char *sb_id, const char *path)
+{
+	char text[PATH_MAX + 128];
+	char *copy;
+
+	snprintf(text, sizeof(text), "sandbox %s path %s", sb_id, path);
+	if (st->origin && strcmp(st->origin, text) == 0)
+		return;
+	copy = strdup(text);
+	if (!copy)
+		return;
+	free(st->origin);
+	st->origin = copy;
+	if (st->marked) {
+		/* Renamed while dirty: say the new name. */
+		unmark(st);
+		mark(st);
+	}
+}
+
 static void changed(struct staged *st)
 {
+	mark(st);
 	st->dirty = true;
 	st->gen++;
 	clock_gettime(CLOCK_REALTIME, &st->local_mtime);
@@ -531,7 +805,8 @@ int stage_truncate(struct staged *st, struct dt_toolbox *tb, const char *path, i
 	return 0;
 }
 
-int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, struct dt_error *err)
+int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, int mode,
+		 struct dt_file_info *info, bool *have_info, struct dt_error *err)
 {
 	int ret = stage_open_fd(st, err);
 
@@ -542,12 +817,14 @@ int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, str
 	if (!tb)
 		ret = fail(err, EIO, "no connection to upload the file");
 	else
-		ret = dt_fs_upload_fd(tb, path, st->fd, st->size, err);
+		ret = dt_fs_upload_fd_info(tb, path, st->fd, st->size, mode, info, have_info,
+					   err);
 	if (ret < 0) {
 		st->upload_err = -ret;
 		return ret;
 	}
 	st->dirty = false;
 	st->upload_err = 0;
+	unmark(st);
 	return 0;
 }

@@ -25,6 +25,13 @@ struct stage_dir;
  * not the mounting user's). Returns 0 or -errno with a sentence in @msg.
  */
 int stage_dir_open(const char *base, struct stage_dir **out, char *msg, size_t msg_size);
+/*
+ * stage_dir_open also looks at the other mount directories in @base: one
+ * whose quaverfs is gone (its lock is free: killed, or the machine stopped)
+ * has its clean cached files removed, and each copy that held writes never
+ * acknowledged is logged (warn) with its sandbox, path and cache file, and
+ * kept there; a directory left with nothing is removed.
+ */
 /* Removes the directory unless a staged copy that never reached the sandbox is left in it. */
 void stage_dir_close(struct stage_dir *sd);
 const char *stage_dir_path(const struct stage_dir *sd);
@@ -65,6 +72,14 @@ struct staged {
 	struct timespec srv_mtime;
 
 	int64_t accounted; /* bytes counted in the directory's total */
+
+	/*
+	 * "sandbox ID path /a/b": what the copy is, recorded on the cache file
+	 * (an xattr, else a FILE.origin file beside it) while it holds writes
+	 * not acknowledged, so that a mount killed meanwhile leaves word of it.
+	 */
+	char *origin;
+	bool marked;
 };
 
 /* A new, empty and complete staged copy (a new file). 0 or -errno. */
@@ -111,11 +126,17 @@ int stage_truncate(struct staged *st, struct dt_toolbox *tb, const char *path, i
 		   struct dt_error *err);
 
 /*
- * Uploads the whole copy to @path (atomically replaced on the server). On
- * success the copy is clean (unless written meanwhile, which the lock
- * prevents); on failure it stays dirty and upload_err says why. Under the lock.
+ * Uploads the whole copy to @path (atomically replaced on the server);
+ * @mode >= 0: the permission bits asked for. On success the copy is clean
+ * (unless written meanwhile, which the lock prevents); on failure it stays
+ * dirty and upload_err says why. *@have_info: the server said what the file
+ * is now (@info, to clear). Under the lock.
  */
-int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, struct dt_error *err);
+int stage_upload(struct staged *st, struct dt_toolbox *tb, const char *path, int mode,
+		 struct dt_file_info *info, bool *have_info, struct dt_error *err);
+
+/* Says what the copy is (see origin above); kept on the cache file while dirty. Under the lock. */
+void stage_set_origin(struct staged *st, const char *sb_id, const char *path);
 
 /* Records the sandbox's version the (clean) copy now equals. Under the lock. */
 void stage_set_server(struct staged *st, int64_t size, const struct timespec *mtime);

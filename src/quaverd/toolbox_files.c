@@ -913,8 +913,9 @@ static int copy_tree(int sdir, const char *sname, int ddir, const char *dname, i
 
 void tb_move(struct tb_call *c)
 {
-	const char *from = tb_need(c, "source"), *to;
+	const char *from = tb_need(c, "source"), *to, *over = NULL;
 	struct view_node src = {.fd = -1, .parent_fd = -1}, dst = {.fd = -1, .parent_fd = -1};
+	bool replace;
 	int rc;
 
 	if (!from || !(to = tb_need(c, "destination")))
@@ -938,7 +939,14 @@ void tb_move(struct tb_call *c)
 		tb_errno(c, rc, "cannot move to", to);
 		goto out;
 	}
-	if (dst.fd >= 0) {
+	/*
+	 * `overwrite=true` (quaverd's own; Daytona ignores it and answers 409):
+	 * a file or link replaces an existing file by one rename, atomically,
+	 * as rename(2) does; a directory on either side still conflicts.
+	 */
+	replace = dst.fd >= 0 && !S_ISDIR(dst.st.st_mode) && !S_ISDIR(src.st.st_mode) &&
+		  !dst.mount_root && (over = http_param(c->req, "overwrite")) && !strcmp(over, "true");
+	if (dst.fd >= 0 && !replace) {
 		tb_error(c, 409, "CONFLICT", "cannot move %s to %s: the destination exists", from,
 			 to);
 		goto out;
@@ -947,8 +955,12 @@ void tb_move(struct tb_call *c)
 		tb_errno(c, -EROFS, "cannot move to", to);
 		goto out;
 	}
-	rc = renameat2(src.parent_fd, src.name, dst.parent_fd, dst.name, RENAME_NOREPLACE);
-	if (rc < 0 && errno == EXDEV) {
+	rc = renameat2(src.parent_fd, src.name, dst.parent_fd, dst.name,
+		       replace ? 0 : RENAME_NOREPLACE);
+	if (rc < 0 && errno == EXDEV && replace) {
+		/* Across filesystems a copy cannot replace atomically: as Daytona, 409. */
+		rc = -EEXIST;
+	} else if (rc < 0 && errno == EXDEV) {
 		/* Another filesystem: copy, then delete, as mv does. */
 		rc = copy_tree(src.parent_fd, src.name, dst.parent_fd, dst.name, 0);
 		if (rc == 0)

@@ -4,11 +4,17 @@
  *
  * Every upload is atomic: the data goes to an unnamed O_TMPFILE (or, where
  * the filesystem has none, a hidden ".quaverd-upload-*" name) in the
- * target's directory, is flushed, and replaces the target by one rename. A
- * reader sees the old file or the new one, never a half; a quaverd killed
- * mid-way leaves the old content. A raw body the HTTP layer spooled to a
+ * target's directory and replaces the target by one rename. A reader sees
+ * the old file or the new one, never a half; a quaverd killed mid-way
+ * leaves the old content. Nothing is fsync'ed: the rename is what makes an
+ * upload all-or-nothing, and a host crash is not a case an upload answers
+ * for (Daytona's toolbox, os.Create and io.Copy, does not sync either; ext4
+ * writes a file replaced by rename before the rename). Two fsyncs per upload
+ * cost more than the whole request. A raw body the HTTP layer spooled to a
  * file is renamed into place without a copy when it is on the same
- * filesystem. Large multipart bodies are parsed by streaming over the
+ * filesystem. upload-v2 answers with the new file's FileInfo fields, so a
+ * client needs no GET /files/info after it, and takes an optional `mode`
+ * (octal) for the file's permission bits. Large multipart bodies are parsed by streaming over the
  * spooled file (toolbox_multipart.h), so memory does not grow with size.
  */
 #define QUAVERD_TOOLBOX_INTERNAL
@@ -132,16 +138,6 @@ void tb_writer_abort(struct tb_writer *w)
 	w->tmp_name[0] = '\0';
 }
 
-static void sync_dir(int dirfd)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* Gives the unnamed file a hidden name, so that one rename can put it in place. */
 static int link_unnamed(struct tb_writer *w)
 {
@@ -166,16 +162,15 @@ int tb_writer_commit(struct tb_writer *w)
 {
 	int rc = 0;
 
-	if (fchmod(w->fd, w->mode) < 0 || fsync(w->fd) < 0)
+	/* No fsync: the rename makes it all-or-nothing (the comment at the top). */
+	if (fchmod(w->fd, w->mode) < 0)
 		rc = -errno;
 	if (rc == 0 && w->unnamed)
 		rc = link_unnamed(w);
 	if (rc == 0 && renameat(w->dirfd, w->tmp_name, w->dirfd, w->name) < 0)
 		rc = -errno;
-	if (rc == 0) {
+	if (rc == 0)
 		w->tmp_name[0] = '\0';
-		sync_dir(w->dirfd);
-	}
 	tb_writer_abort(w);
 	return rc;
 }
@@ -193,15 +188,13 @@ static int writer_adopt(struct tb_writer *w, const char *spool, uint64_t len)
 		return -errno;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != len)
 		rc = -EIO;
-	if (rc == 0 && (fchmod(fd, w->mode) < 0 || fsync(fd) < 0))
+	if (rc == 0 && fchmod(fd, w->mode) < 0)
 		rc = -errno;
 	close(fd);
 	if (rc == 0 && renameat(AT_FDCWD, spool, w->dirfd, w->name) < 0)
 		rc = -errno;
-	if (rc == 0) {
+	if (rc == 0)
 		w->bytes = len;
-		sync_dir(w->dirfd);
-	}
 	return rc;
 }
 
@@ -226,6 +219,24 @@ static int parse_body(struct tb_call *c, const char *boundary, const struct mp_c
 
 /* ---- upload, upload-v2 ---------------------------------------------------------------- */
 
+/* upload-v2's optional `mode`: the permission bits of the file written. */
+static bool requested_mode(struct tb_call *c, struct tb_writer *w)
+{
+	const char *mode_s = http_param(c->req, "mode");
+	mode_t mode;
+
+	if (!mode_s || !mode_s[0])
+		return true;
+	if (!tb_parse_mode(mode_s, &mode)) {
+		tb_writer_abort(w);
+		tb_error(c, 400, "BAD_REQUEST", "invalid mode %s (an octal number such as 0644)",
+			 mode_s);
+		return false;
+	}
+	w->mode = mode & 0777;
+	return true;
+}
+
 struct single {
 	struct tb_call *c;
 	const char *path;
@@ -241,7 +252,8 @@ static int single_begin(void *ctx, const struct mp_part *part)
 	s->in_file = false;
 	if (strcmp(part->name, "file") || s->done)
 		return 0;
-	if (!tb_writer_open(s->c, s->path, &s->w)) {
+	if (!tb_writer_open(s->c, s->path, &s->w) || !requested_mode(s->c, &s->w)) {
+		s->w.fd = s->w.dirfd = -1;
 		s->replied = true;
 		return -ECANCELED;
 	}
@@ -269,29 +281,45 @@ static int single_end(void *ctx)
 	return rc;
 }
 
+/*
+ * upload-v2's answer: Daytona's {name, path, type}, plus the FileInfo
+ * fields of the file just written (size, mode, permissions, modifiedAt...),
+ * which spare a client the GET /files/info it would make next.
+ */
 static void reply_uploaded(struct tb_call *c, const char *path, uint64_t bytes, bool v2)
 {
-	cJSON *o;
 	const char *slash = strrchr(path, '/');
+	const char *name = slash && slash[1] ? slash + 1 : path;
+	struct view_node node;
+	cJSON *o = NULL;
 
 	if (!v2) {
 		tb_reply_empty(c, 200);
 		return;
 	}
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", slash && slash[1] ? slash + 1 : path);
-	cJSON_AddStringToObject(o, "path", path);
+	if (view_resolve(&c->view, path, 0, &node) == 0) {
+		if (node.fd >= 0 && S_ISREG(node.st.st_mode))
+			o = tb_file_info(&c->view, &node, name, path);
+		view_node_release(&node);
+	}
+	if (!o) {
+		/* Replaced or removed meanwhile: what was written is all there is to say. */
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", name);
+		cJSON_AddStringToObject(o, "path", path);
+		cJSON_AddNumberToObject(o, "size", (double)bytes);
+	}
 	cJSON_AddStringToObject(o, "type", "file");
-	cJSON_AddNumberToObject(o, "size", (double)bytes);
 	tb_json(c, 200, o);
 }
+
 
 static void upload_raw(struct tb_call *c, const char *path)
 {
 	struct tb_writer w;
 	int rc;
 
-	if (!tb_writer_open(c, path, &w))
+	if (!tb_writer_open(c, path, &w) || !requested_mode(c, &w))
 		return;
 	if (c->req->body_file) {
 		rc = writer_adopt(&w, c->req->body_file, c->req->body_len);
