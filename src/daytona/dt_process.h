@@ -85,8 +85,8 @@ void dt_session_exec_result_clear(struct dt_session_exec_result *r);
  * at once with the command's id; its stdin stays open (dt_session_input).
  * Sync waits for the command within the request deadline.
  */
-int dt_session_exec(struct dt_toolbox *tb, const char *session_id, const char *command,
-		    bool async, struct dt_session_exec_result *out, struct dt_error *err);
+int dt_session_exec(struct dt_toolbox *tb, const char *session_id, const char *command, bool async,
+		    struct dt_session_exec_result *out, struct dt_error *err);
 /* GET /process/session/{sid}/command/{cid}: has_exit false while it runs. */
 int dt_session_command_get(struct dt_toolbox *tb, const char *session_id, const char *cmd_id,
 			   struct dt_session_command *out, struct dt_error *err);
@@ -105,9 +105,8 @@ int dt_session_command_logs(struct dt_toolbox *tb, const char *session_id, const
 			    int64_t skip, dt_logs_fn fn, void *arg, int64_t *total,
 			    struct dt_error *err);
 /* The same into a buffer (at most 64 MiB). */
-int dt_session_command_logs_text(struct dt_toolbox *tb, const char *session_id,
-				 const char *cmd_id, char **text, size_t *len,
-				 struct dt_error *err);
+int dt_session_command_logs_text(struct dt_toolbox *tb, const char *session_id, const char *cmd_id,
+				 char **text, size_t *len, struct dt_error *err);
 
 /*
  * POST /process/session/{sid}/command/{cid}/input {data}: bytes for the
@@ -123,8 +122,8 @@ int dt_session_input(struct dt_toolbox *tb, const char *session_id, const char *
  * bytes in order; @fn gets each piece with its stream (1 stdout, 2 stderr).
  */
 struct dt_log_demux {
-	int stream;	 /* of the bytes now: 1 or 2; 0 before any marker (stdout) */
-	char held[2];	 /* the start of a maybe-marker cut by a chunk's end */
+	int stream;   /* of the bytes now: 1 or 2; 0 before any marker (stdout) */
+	char held[2]; /* the start of a maybe-marker cut by a chunk's end */
 	size_t nheld;
 };
 typedef void (*dt_demux_fn)(void *arg, int stream, const char *data, size_t len);

@@ -435,8 +435,8 @@ int dt_session_delete(struct dt_toolbox *tb, const char *session_id, struct dt_e
 	return rc;
 }
 
-int dt_session_exec(struct dt_toolbox *tb, const char *session_id, const char *command,
-		    bool async, struct dt_session_exec_result *out, struct dt_error *err)
+int dt_session_exec(struct dt_toolbox *tb, const char *session_id, const char *command, bool async,
+		    struct dt_session_exec_result *out, struct dt_error *err)
 {
 	DT_ERR_GUARD(err);
 	struct buf ep = BUF_INIT;
@@ -598,9 +598,8 @@ static int append_text(void *arg, const char *data, size_t len)
 	return buf_append(b, data, len) ? -ENOMEM : 0;
 }
 
-int dt_session_command_logs_text(struct dt_toolbox *tb, const char *session_id,
-				 const char *cmd_id, char **text, size_t *len,
-				 struct dt_error *err)
+int dt_session_command_logs_text(struct dt_toolbox *tb, const char *session_id, const char *cmd_id,
+				 char **text, size_t *len, struct dt_error *err)
 {
 	DT_ERR_GUARD(err);
 	struct buf b = BUF_INIT;

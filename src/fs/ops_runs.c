@@ -670,9 +670,11 @@ void oruns_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			}
 		}
 		if (plus)
-			want = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
+			want =
+			    fuse_add_direntry_plus(req, buf + used, size - used, name, &e, i + 1);
 		else
-			want = fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
+			want =
+			    fuse_add_direntry(req, buf + used, size - used, name, &e.attr, i + 1);
 		if (want > size - used)
 			break;
 		used += want;

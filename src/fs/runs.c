@@ -1,17 +1,12 @@
 /*
  * runs/ (runs.h): sessions as directories, commands run by writes, their
- * output and exit code followed by a thread per watched command.
+ * output and exit code followed by a thread per watched command
+ * (runs_cmd.c). This file: inode numbers, sandboxes and their toolbox, the
+ * tree (lookup, listings, mkdir, rmdir) and the context.
  *
  * Inodes: RUNS_TAG | object index << 4 | node. An object is a sandbox's
  * runs/ directory, a session or a command, named by (sandbox id, session,
  * command id); numbers are never reused while the mount lives.
- *
- * A follower polls GET .../command/{cid} and then the log snapshot past
- * what it already has (every 25 ms while output comes, backing off to
- * 250 ms, and slower for big logs, which the snapshot sends whole), writes
- * the new bytes to an unlinked spool file and wakes the waiting readers.
- * The status is read before the log: once it shows an exit code, the log
- * read after it is complete.
  */
 #include "runs.h"
 
@@ -27,118 +22,12 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "buf.h"
 #include "cache.h"
-#include "core.h"
-#include "dt_process.h"
 #include "log.h"
+#include "runs_internal.h"
 #include "util.h"
 
-#define NODE_BITS 4
-#define NODE_MASK ((1ULL << NODE_BITS) - 1)
-#define INDEX_MAX ((1ULL << (61 - NODE_BITS)) - 1)
-
-enum { RN_DIR = 0, RN_COMMAND, RN_CODE, RN_OUTPUT, RN_EXIT, RN_STDIN, RN_COMMANDS };
-enum robj_kind { RO_ROOT = 1, RO_SESSION, RO_CMD };
-
-#define SESSION_NAME_MAX 128
-#define CMD_ID_MAX 128
-#define HASH_BUCKETS 4096
-/* Commands of a session whose output stays spooled (the latest ones used). */
-#define RING 8
-/* A listing of sessions or of a session's commands is trusted this long. */
-#define LIST_TTL_MS 1000
-/* Follower cadence. */
-#define POLL_FIRST_MS 25
-#define POLL_MAX_MS 250
-/* ...and while nobody has the command's output or exit open. */
-#define POLL_IDLE_MS 2000
-/* A program written to code is kept in memory until close: at most this much. */
-#define CODE_MAX (16u << 20)
-/* Transport failures in a row before a follower gives up (quaverd gone). */
-#define TRANSPORT_TRIES 2
-
-struct robj {
-	enum robj_kind kind;
-	uint64_t index;
-	char sb_id[OBJ_ID_MAX];
-	char session[SESSION_NAME_MAX + 1];
-	char cmd[CMD_ID_MAX];
-	struct robj *hnext;
-};
-
-struct rtb {
-	struct dt_toolbox *tb;
-	struct dt_client *client;
-	int refs;
-	bool stale;
-};
-
-struct rcmd;
-
-struct rsess {
-	struct rsb *sb;
-	char name[SESSION_NAME_MAX + 1];
-	struct rcmd *latest; /* the last command run here (a reference) */
-	struct rcmd *ring[RING];
-	size_t ring_next;
-	struct rsess *next;
-};
-
-struct rsb {
-	char id[OBJ_ID_MAX];
-	struct rtb *tb;
-	struct rsess *sessions;
-	struct rsb *next;
-};
-
-struct rcmd {
-	struct runs *r;
-	struct rsb *sb;
-	char session[SESSION_NAME_MAX + 1];
-	char id[CMD_ID_MAX];
-	int refs;    /* users plus the follower's */
-	int users;   /* handles, the ring, latest: when none is left the follower stops */
-	int handles; /* open output and exit nodes: without any, the follower polls slowly */
-	bool kicked; /* a reader came: poll now */
-	pthread_cond_t kick;
-	int spool_fd;
-	int64_t size; /* bytes spooled */
-	bool done;    /* exited (exit_code) or failed (fail) */
-	int exit_code;
-	int fail; /* an errno once following failed */
-	char fail_msg[512];
-	bool stop;
-	bool following;
-};
-
-struct runs {
-	struct qfs *fs;
-	char spool_dir[PATH_MAX];
-	pthread_mutex_t lock;
-	pthread_cond_t followers_done;
-	int followers;
-	bool closing;
-	runs_wake_fn wake;
-	void *wake_arg;
-	struct robj **objs; /* by index - 1 */
-	size_t nobjs, cap;
-	struct robj *hash[HASH_BUCKETS];
-	struct rsb *sandboxes;
-};
-
-struct runs_handle {
-	uint64_t ino;
-	int node;
-	struct robj obj; /* a copy: objects never change */
-	struct rcmd *cmd; /* output, exit: the command followed */
-	struct buf code;  /* code: the program written so far */
-	char exit_text[16];
-};
-
-static int fail(struct dt_error *err, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(struct dt_error *err, int errnum, const char *fmt, ...)
+int runs_fail(struct dt_error *err, int errnum, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -149,7 +38,6 @@ static int fail(struct dt_error *err, int errnum, const char *fmt, ...)
 	va_end(ap);
 	return -errnum;
 }
-
 /* ---- objects and inode numbers ------------------------------------------ */
 
 static uint64_t key_hash(enum robj_kind kind, const char *a, const char *b, const char *c)
@@ -209,7 +97,7 @@ static uint64_t ino_of(const struct robj *o, int node)
 }
 
 /* The object of @ino, copied; false when unknown. */
-static bool obj_of(struct runs *r, uint64_t ino, struct robj *out, int *node)
+bool runs_obj_of(struct runs *r, uint64_t ino, struct robj *out, int *node)
 {
 	uint64_t index = (ino & ~(7ULL << 61)) >> NODE_BITS;
 	bool ok = false;
@@ -234,7 +122,7 @@ static int obj_ino(struct runs *r, enum robj_kind kind, const char *sb_id, const
 	if (o)
 		*ino = ino_of(o, node);
 	pthread_mutex_unlock(&r->lock);
-	return o ? 0 : fail(err, ENOMEM, "out of memory");
+	return o ? 0 : runs_fail(err, ENOMEM, "out of memory");
 }
 
 /* ---- what the nodes look like ------------------------------------------- */
@@ -244,7 +132,7 @@ static const char *const session_names[] = {
     [RN_EXIT] = "exit",	      [RN_STDIN] = "stdin", [RN_COMMANDS] = "commands",
 };
 
-static bool node_valid(enum robj_kind kind, int node)
+bool runs_node_valid(enum robj_kind kind, int node)
 {
 	switch (kind) {
 	case RO_ROOT:
@@ -257,7 +145,7 @@ static bool node_valid(enum robj_kind kind, int node)
 	return false;
 }
 
-static mode_t node_mode(enum robj_kind kind, int node)
+mode_t runs_node_mode(enum robj_kind kind, int node)
 {
 	if (node == RN_DIR || node == RN_COMMANDS)
 		return S_IFDIR | 0755;
@@ -294,7 +182,7 @@ static void fill_attr(struct runs *r, uint64_t ino, mode_t mode, struct stat *st
 static void entry_of(struct runs *r, const struct robj *o, int node, struct runs_entry *e)
 {
 	e->ino = ino_of(o, node);
-	fill_attr(r, e->ino, node_mode(o->kind, node), &e->attr);
+	fill_attr(r, e->ino, runs_node_mode(o->kind, node), &e->attr);
 }
 
 static const char *sandbox_name(struct runs *r, const char *sb_id, char *out, size_t size)
@@ -313,7 +201,7 @@ void runs_node_path(struct runs *r, uint64_t ino, const char *name, char *out, s
 	int node;
 	int n;
 
-	if (!obj_of(r, ino, &o, &node)) {
+	if (!runs_obj_of(r, ino, &o, &node)) {
 		snprintf(out, size, "runs/%s", name ? name : "");
 		return;
 	}
@@ -334,7 +222,7 @@ bool runs_sandbox_of(struct runs *r, uint64_t ino, char *id, size_t size)
 	struct robj o;
 	int node;
 
-	if (!obj_of(r, ino, &o, &node))
+	if (!runs_obj_of(r, ino, &o, &node))
 		return false;
 	copy_str(id, size, o.sb_id);
 	return true;
@@ -342,7 +230,7 @@ bool runs_sandbox_of(struct runs *r, uint64_t ino, char *id, size_t size)
 
 /* ---- sandboxes and their toolbox ---------------------------------------- */
 
-static struct rsb *sb_get(struct runs *r, const char *id)
+struct rsb *runs_sb_get(struct runs *r, const char *id)
 {
 	struct rsb *sb;
 
@@ -359,7 +247,7 @@ static struct rsb *sb_get(struct runs *r, const char *id)
 	return sb;
 }
 
-static void rtb_put(struct runs *r, struct rtb *t)
+void runs_rtb_put(struct runs *r, struct rtb *t)
 {
 	bool last;
 
@@ -379,14 +267,15 @@ static int not_started(struct dt_error *err, const struct cobj *o)
 	const char *state = cobj_state(o), *name = cobj_name(o);
 
 	if (!strcmp(state, "stopped") || !strcmp(state, "archived"))
-		return fail(err, EHOSTDOWN, "sandbox %s is %s; echo start > sandboxes/%s/state",
-			    name, state, name);
-	return fail(err, EHOSTDOWN, "sandbox %s is %s, not started", name, state);
+		return runs_fail(err, EHOSTDOWN,
+				 "sandbox %s is %s; echo start > sandboxes/%s/state", name, state,
+				 name);
+	return runs_fail(err, EHOSTDOWN, "sandbox %s is %s, not started", name, state);
 }
 
 /* The sandbox's toolbox, once it is started; *@lang (may be NULL): its code language. */
-static int sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *lang,
-		      size_t lang_size, struct dt_error *err)
+int runs_sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *lang, size_t lang_size,
+		    struct dt_error *err)
 {
 	struct dt_client *client = backend_client(r->fs->bk);
 	struct cobj *o = NULL;
@@ -396,7 +285,7 @@ static int sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *la
 	*out = NULL;
 	ret = cache_refresh(r->fs->cache, OBJ_SANDBOX, sb->id, false, &o, err);
 	if (ret == -ENOENT)
-		return fail(err, ENOENT, "the sandbox is gone");
+		return runs_fail(err, ENOENT, "the sandbox is gone");
 	if (ret < 0)
 		return ret;
 	if (strcmp(cobj_state(o), "started") != 0) {
@@ -425,7 +314,7 @@ static int sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *la
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		cobj_put(o);
-		return fail(err, ENOMEM, "out of memory");
+		return runs_fail(err, ENOMEM, "out of memory");
 	}
 	t->tb = dt_toolbox_for_sandbox(client, &o->sb, err);
 	cobj_put(o);
@@ -439,7 +328,7 @@ static int sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *la
 	old = sb->tb;
 	sb->tb = t;
 	pthread_mutex_unlock(&r->lock);
-	rtb_put(r, old);
+	runs_rtb_put(r, old);
 	*out = t;
 	return 0;
 }
@@ -448,8 +337,7 @@ static int sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *la
  * After a toolbox call: true when quaverd moved (call again, once). A 409 or
  * 5xx from a sandbox that stopped meanwhile becomes EHOSTDOWN with the reason.
  */
-static bool call_done(struct runs *r, struct rsb *sb, struct rtb *t, int *ret,
-		      struct dt_error *err)
+bool runs_call_done(struct runs *r, struct rsb *sb, struct rtb *t, int *ret, struct dt_error *err)
 {
 	struct dt_error again = {0};
 	struct cobj *o = NULL;
@@ -470,422 +358,6 @@ static bool call_done(struct runs *r, struct rsb *sb, struct rtb *t, int *ret,
 	cobj_put(o);
 	return false;
 }
-
-/* Runs @expr with `t` the sandbox's toolbox; once more when quaverd moved. */
-#define RTB_CALL(r, sb, lang, lang_size, errp, t, expr)                                            \
-	({                                                                                         \
-		int rc_;                                                                           \
-		for (int try_ = 0;; try_++) {                                                      \
-			struct rtb *t = NULL;                                                      \
-			bool again_;                                                               \
-			rc_ = sb_toolbox((r), (sb), &t, (lang), (lang_size), (errp));               \
-			if (rc_ < 0)                                                               \
-				break;                                                             \
-			rc_ = (expr);                                                              \
-			again_ = call_done((r), (sb), t, &rc_, (errp));                            \
-			rtb_put((r), t);                                                           \
-			if (!again_ || try_)                                                       \
-				break;                                                             \
-		}                                                                                  \
-		rc_;                                                                               \
-	})
-#define TB_CALL(r, sb, errp, t, expr) RTB_CALL(r, sb, NULL, 0, errp, t, expr)
-
-/* ---- sessions and commands ---------------------------------------------- */
-
-static struct rsess *sess_find(struct rsb *sb, const char *name)
-{
-	for (struct rsess *s = sb->sessions; s; s = s->next)
-		if (!strcmp(s->name, name))
-			return s;
-	return NULL;
-}
-
-/* The session record (made when new). Called with the lock held; NULL on ENOMEM. */
-static struct rsess *sess_get(struct rsb *sb, const char *name)
-{
-	struct rsess *s = sess_find(sb, name);
-
-	if (s)
-		return s;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return NULL;
-	s->sb = sb;
-	copy_str(s->name, sizeof(s->name), name);
-	s->next = sb->sessions;
-	sb->sessions = s;
-	return s;
-}
-
-/* Drops a reference; the last one closes the spool. Called with the lock held. */
-static void cmd_unref_locked(struct rcmd *c)
-{
-	if (--c->refs > 0)
-		return;
-	if (c->spool_fd >= 0)
-		close(c->spool_fd);
-	pthread_cond_destroy(&c->kick);
-	free(c);
-}
-
-/* A user is gone; with none left the follower stops. Called with the lock held. */
-static void cmd_unuse_locked(struct rcmd *c)
-{
-	if (--c->users == 0) {
-		c->stop = true;
-		pthread_cond_signal(&c->kick);
-	}
-	cmd_unref_locked(c);
-}
-
-static void cmd_unuse(struct runs *r, struct rcmd *c)
-{
-	if (!c)
-		return;
-	pthread_mutex_lock(&r->lock);
-	cmd_unuse_locked(c);
-	pthread_mutex_unlock(&r->lock);
-}
-
-static void wake(struct runs *r, struct rcmd *c)
-{
-	runs_wake_fn fn;
-	void *arg;
-
-	pthread_mutex_lock(&r->lock);
-	fn = r->wake;
-	arg = r->wake_arg;
-	pthread_mutex_unlock(&r->lock);
-	if (fn)
-		fn(arg, c);
-}
-
-static bool follow_cancelled(void *arg)
-{
-	struct rcmd *c = arg;
-	bool stop;
-
-	pthread_mutex_lock(&c->r->lock);
-	stop = c->stop || c->r->closing;
-	pthread_mutex_unlock(&c->r->lock);
-	return stop;
-}
-
-struct spool_sink {
-	struct rcmd *c;
-	int64_t at;	    /* where the next byte goes */
-	int64_t announced; /* readers were woken up to here */
-	int error;
-};
-
-static int spool_data(void *arg, const char *data, size_t len)
-{
-	struct spool_sink *s = arg;
-	struct rcmd *c = s->c;
-
-	while (len) {
-		ssize_t n = pwrite(c->spool_fd, data, len, s->at);
-
-		if (n < 0) {
-			s->error = errno;
-			return -EIO;
-		}
-		data += n;
-		len -= (size_t)n;
-		s->at += n;
-	}
-	pthread_mutex_lock(&c->r->lock);
-	c->size = s->at;
-	pthread_mutex_unlock(&c->r->lock);
-	/* Readers wait for the first bytes at once, then in slices. */
-	if (s->announced == 0 || s->at - s->announced >= 64 * 1024) {
-		s->announced = s->at;
-		wake(c->r, c);
-	}
-	return 0;
-}
-
-static void cmd_finish(struct rcmd *c, bool exited, int code, int errnum,
-		       const struct dt_error *err)
-{
-	struct runs *r = c->r;
-	bool changed = false;
-
-	pthread_mutex_lock(&r->lock);
-	if (!c->done) {
-		changed = true;
-		c->done = true;
-		if (exited) {
-			c->exit_code = code;
-		} else {
-			c->fail = errnum;
-			snprintf(c->fail_msg, sizeof(c->fail_msg), "%s",
-				 err && err->message[0] ? err->message : strerror(errnum));
-		}
-	}
-	pthread_mutex_unlock(&r->lock);
-	/* Readers get the failure (and the error nodes with it); the log says it once. */
-	if (changed && !exited && errnum != EINTR)
-		log_info("runs: command %s of session %s: %s", c->id, c->session, c->fail_msg);
-	wake(r, c);
-}
-
-/* How long to wait before the next poll: soon while output comes, longer for big logs. */
-static long next_delay(long delay, bool grew, int64_t size)
-{
-	long floor_ms = POLL_FIRST_MS + (long)(size / (32 << 20) * 250);
-
-	if (grew)
-		return floor_ms > 1000 ? 1000 : floor_ms;
-	delay = delay + delay / 2;
-	if (delay < floor_ms)
-		delay = floor_ms;
-	return delay > POLL_MAX_MS && floor_ms <= POLL_MAX_MS ? POLL_MAX_MS
-	       : delay > 1000				       ? 1000
-							       : delay;
-}
-
-/* Waits @delay ms (POLL_IDLE_MS while no reader is there), less when a reader comes or it stops. */
-static void follow_sleep(struct rcmd *c, long delay)
-{
-	struct runs *r = c->r;
-	struct timespec until;
-
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	pthread_mutex_lock(&r->lock);
-	if (c->handles == 0 && delay < POLL_IDLE_MS)
-		delay = POLL_IDLE_MS;
-	until.tv_sec += delay / 1000;
-	until.tv_nsec += (delay % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	while (!c->kicked && !c->stop && !r->closing)
-		if (pthread_cond_timedwait(&c->kick, &r->lock, &until) == ETIMEDOUT)
-			break;
-	c->kicked = false;
-	pthread_mutex_unlock(&r->lock);
-}
-
-static void *follow_main(void *arg)
-{
-	struct rcmd *c = arg;
-	struct runs *r = c->r;
-	struct spool_sink sink = {.c = c};
-	long delay = POLL_FIRST_MS;
-	int transport_failures = 0;
-
-	backend_set_cancel(follow_cancelled, c);
-	for (;;) {
-		struct dt_session_command st = {0};
-		struct dt_error err = {0};
-		int64_t before = sink.at, total = 0;
-		bool exited;
-		int ret;
-
-		if (follow_cancelled(c)) {
-			cmd_finish(c, false, 0, EINTR, NULL);
-			break;
-		}
-		ret = TB_CALL(r, c->sb, &err, t,
-			      dt_session_command_get(t->tb, c->session, c->id, &st, &err));
-		exited = ret == 0 && st.has_exit;
-		if (ret == 0)
-			ret = TB_CALL(r, c->sb, &err, t,
-				      dt_session_command_logs(t->tb, c->session, c->id, sink.at,
-							      spool_data, &sink, &total, &err));
-		if (ret == 0 && sink.announced != sink.at) {
-			sink.announced = sink.at;
-			wake(r, c);
-		}
-		if (ret < 0) {
-			if (follow_cancelled(c)) {
-				cmd_finish(c, false, 0, EINTR, NULL);
-				break;
-			}
-			if (err.transport && ++transport_failures < TRANSPORT_TRIES) {
-				dt_session_command_clear(&st);
-				usleep(200 * 1000);
-				continue;
-			}
-			if (sink.error)
-				fail(&err, EIO, "spooling the output: %s", strerror(sink.error));
-			else if (ret == -ENOENT)
-				fail(&err, EIO, "session %s or its command %s is gone", c->session,
-				     c->id);
-			cmd_finish(c, false, 0, ret == -ENOENT || sink.error ? EIO : -ret, &err);
-			dt_session_command_clear(&st);
-			break;
-		}
-		transport_failures = 0;
-		if (exited) {
-			cmd_finish(c, true, st.exit_code, 0, NULL);
-			dt_session_command_clear(&st);
-			break;
-		}
-		dt_session_command_clear(&st);
-		delay = next_delay(delay, sink.at > before, sink.at);
-		follow_sleep(c, delay);
-	}
-	backend_set_cancel(NULL, NULL);
-	pthread_mutex_lock(&r->lock);
-	c->following = false;
-	cmd_unref_locked(c);
-	if (--r->followers == 0)
-		pthread_cond_broadcast(&r->followers_done);
-	pthread_mutex_unlock(&r->lock);
-	return NULL;
-}
-
-static int spool_open(struct runs *r)
-{
-	int fd = open(r->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-
-	if (fd < 0) {
-		char path[PATH_MAX + 16];
-
-		snprintf(path, sizeof(path), "%s/runs-XXXXXX", r->spool_dir);
-		fd = mkostemp(path, O_CLOEXEC);
-		if (fd >= 0)
-			unlink(path);
-	}
-	return fd;
-}
-
-/*
- * The record of command @id of session @s, with a user reference for the
- * caller (made, and its follower started, when new). Called without the lock.
- */
-static int cmd_get(struct runs *r, struct rsb *sb, const char *session, const char *id,
-		   struct rcmd **out, struct dt_error *err)
-{
-	struct rcmd *c = NULL, *evicted = NULL;
-	struct rsess *s;
-	pthread_t thread;
-	pthread_attr_t attr;
-
-	*out = NULL;
-	pthread_mutex_lock(&r->lock);
-	s = sess_get(sb, session);
-	for (size_t i = 0; s && i < RING; i++)
-		if (s->ring[i] && !strcmp(s->ring[i]->id, id) && !s->ring[i]->fail) {
-			c = s->ring[i];
-			break;
-		}
-	if (c) {
-		c->users++;
-		c->refs++;
-		pthread_mutex_unlock(&r->lock);
-		*out = c;
-		return 0;
-	}
-	if (!s || r->closing) {
-		pthread_mutex_unlock(&r->lock);
-		return s ? fail(err, EIO, "unmounting") : fail(err, ENOMEM, "out of memory");
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		pthread_mutex_unlock(&r->lock);
-		return fail(err, ENOMEM, "out of memory");
-	}
-	c->r = r;
-	c->sb = sb;
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&c->kick, &ca);
-		pthread_condattr_destroy(&ca);
-	}
-	copy_str(c->session, sizeof(c->session), session);
-	copy_str(c->id, sizeof(c->id), id);
-	c->spool_fd = spool_open(r);
-	if (c->spool_fd < 0) {
-		int e = errno;
-
-		pthread_mutex_unlock(&r->lock);
-		free(c);
-		return fail(err, EIO, "cannot make a spool file in %s: %s", r->spool_dir,
-			    strerror(e));
-	}
-	/* The caller's, the ring's and the follower's. */
-	c->users = 2;
-	c->refs = 3;
-	c->following = true;
-	evicted = s->ring[s->ring_next];
-	s->ring[s->ring_next] = c;
-	s->ring_next = (s->ring_next + 1) % RING;
-	if (evicted)
-		cmd_unuse_locked(evicted);
-	r->followers++;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, follow_main, c) != 0) {
-		r->followers--;
-		c->following = false;
-		c->refs--;
-		c->done = true;
-		c->fail = EAGAIN;
-		copy_str(c->fail_msg, sizeof(c->fail_msg), "cannot start a follower thread");
-	}
-	pthread_attr_destroy(&attr);
-	pthread_mutex_unlock(&r->lock);
-	*out = c;
-	return 0;
-}
-
-/* Makes @c the session's latest command. */
-static void set_latest(struct runs *r, struct rsb *sb, const char *session, struct rcmd *c)
-{
-	struct rsess *s;
-	struct rcmd *old = NULL;
-
-	pthread_mutex_lock(&r->lock);
-	s = sess_get(sb, session);
-	if (s) {
-		old = s->latest;
-		s->latest = c;
-		c->users++;
-		c->refs++;
-	}
-	if (old)
-		cmd_unuse_locked(old);
-	pthread_mutex_unlock(&r->lock);
-}
-
-/* The session's latest command, as the server has it (else as this mount knows it). */
-static int latest_cmd(struct runs *r, struct rsb *sb, const char *session, struct rcmd **out,
-		      struct dt_error *err)
-{
-	struct dt_session info = {0};
-	struct rsess *s;
-	int ret;
-
-	*out = NULL;
-	ret = TB_CALL(r, sb, err, t, dt_session_get(t->tb, session, &info, err));
-	if (ret == 0 && info.ncommands > 0) {
-		ret = cmd_get(r, sb, session, info.commands[info.ncommands - 1].id, out, err);
-		dt_session_clear(&info);
-		return ret;
-	}
-	dt_session_clear(&info);
-	if (ret == -ENOENT)
-		return fail(err, ENOENT, "session %s is gone", session);
-	pthread_mutex_lock(&r->lock);
-	s = sess_find(sb, session);
-	if (s && s->latest) {
-		*out = s->latest;
-		s->latest->users++;
-		s->latest->refs++;
-		ret = 0;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return ret; /* 0 with no command yet, or the failure when nothing is known */
-}
-
 /* ---- the tree ----------------------------------------------------------- */
 
 uint64_t runs_root_ino(struct runs *r, const char *sb_id)
@@ -909,8 +381,8 @@ int runs_root_entry(struct runs *r, const char *sb_id, const char *sb_name, stru
 	return ret;
 }
 
-static int session_exists(struct runs *r, struct rsb *sb, const char *name, struct dt_session *out,
-			  struct dt_error *err)
+int runs_session_exists(struct runs *r, struct rsb *sb, const char *name, struct dt_session *out,
+			struct dt_error *err)
 {
 	return TB_CALL(r, sb, err, t, dt_session_get(t->tb, name, out, err));
 }
@@ -923,15 +395,15 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 	struct rsb *sb;
 	int node, ret = 0;
 
-	if (!obj_of(r, parent, &dir, &node))
-		return fail(err, ESTALE, "unknown inode");
+	if (!runs_obj_of(r, parent, &dir, &node))
+		return runs_fail(err, ESTALE, "unknown inode");
 	if (dir.kind == RO_ROOT) {
 		if (name_is_probe(name) || strlen(name) > SESSION_NAME_MAX)
 			return -ENOENT;
-		sb = sb_get(r, dir.sb_id);
+		sb = runs_sb_get(r, dir.sb_id);
 		if (!sb)
-			return fail(err, ENOMEM, "out of memory");
-		ret = session_exists(r, sb, name, &info, err);
+			return runs_fail(err, ENOMEM, "out of memory");
+		ret = runs_session_exists(r, sb, name, &info, err);
 		dt_session_clear(&info);
 		if (ret < 0)
 			return ret;
@@ -939,7 +411,7 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 		o = obj_get(r, RO_SESSION, dir.sb_id, name, NULL);
 		pthread_mutex_unlock(&r->lock);
 		if (!o)
-			return fail(err, ENOMEM, "out of memory");
+			return runs_fail(err, ENOMEM, "out of memory");
 		entry_of(r, o, RN_DIR, e);
 		return 0;
 	}
@@ -950,7 +422,7 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 				o = obj_get(r, RO_SESSION, dir.sb_id, dir.session, NULL);
 				pthread_mutex_unlock(&r->lock);
 				if (!o)
-					return fail(err, ENOMEM, "out of memory");
+					return runs_fail(err, ENOMEM, "out of memory");
 				entry_of(r, o, n, e);
 				return 0;
 			}
@@ -961,10 +433,10 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 
 		if (strlen(name) >= CMD_ID_MAX || name_is_probe(name))
 			return -ENOENT;
-		sb = sb_get(r, dir.sb_id);
+		sb = runs_sb_get(r, dir.sb_id);
 		if (!sb)
-			return fail(err, ENOMEM, "out of memory");
-		ret = session_exists(r, sb, dir.session, &info, err);
+			return runs_fail(err, ENOMEM, "out of memory");
+		ret = runs_session_exists(r, sb, dir.session, &info, err);
 		for (size_t i = 0; ret == 0 && i < info.ncommands; i++)
 			found = found || !strcmp(info.commands[i].id, name);
 		dt_session_clear(&info);
@@ -976,7 +448,7 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 		o = obj_get(r, RO_CMD, dir.sb_id, dir.session, name);
 		pthread_mutex_unlock(&r->lock);
 		if (!o)
-			return fail(err, ENOMEM, "out of memory");
+			return runs_fail(err, ENOMEM, "out of memory");
 		entry_of(r, o, RN_DIR, e);
 		return 0;
 	}
@@ -989,13 +461,13 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 				o = obj_get(r, RO_CMD, dir.sb_id, dir.session, dir.cmd);
 				pthread_mutex_unlock(&r->lock);
 				if (!o)
-					return fail(err, ENOMEM, "out of memory");
+					return runs_fail(err, ENOMEM, "out of memory");
 				entry_of(r, o, kids[i], e);
 				return 0;
 			}
 		return -ENOENT;
 	}
-	return fail(err, ENOTDIR, "not a directory");
+	return runs_fail(err, ENOTDIR, "not a directory");
 }
 
 bool runs_attr_volatile(uint64_t ino)
@@ -1020,7 +492,7 @@ static off_t streaming_size(struct runs *r, const struct robj *o, int node)
 	pthread_mutex_lock(&r->lock);
 	for (struct rsb *sb = r->sandboxes; sb && !s; sb = sb->next)
 		if (!strcmp(sb->id, o->sb_id))
-			s = sess_find(sb, o->session);
+			s = runs_sess_find(sb, o->session);
 	if (s && o->kind == RO_SESSION)
 		c = s->latest;
 	for (size_t i = 0; s && o->kind == RO_CMD && i < RING; i++)
@@ -1039,9 +511,9 @@ int runs_getattr(struct runs *r, uint64_t ino, struct stat *st, struct dt_error 
 	struct robj o;
 	int node;
 
-	if (!obj_of(r, ino, &o, &node) || !node_valid(o.kind, node))
-		return fail(err, ESTALE, "unknown inode");
-	fill_attr(r, ino, node_mode(o.kind, node), st);
+	if (!runs_obj_of(r, ino, &o, &node) || !runs_node_valid(o.kind, node))
+		return runs_fail(err, ESTALE, "unknown inode");
+	fill_attr(r, ino, runs_node_mode(o.kind, node), st);
 	if (node == RN_OUTPUT || node == RN_EXIT)
 		st->st_size = streaming_size(r, &o, node);
 	return 0;
@@ -1066,8 +538,8 @@ static int add_dirent(struct runs_dirent **items, size_t *n, size_t *cap, const 
 	return 0;
 }
 
-int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
-	      uint64_t *parent, struct dt_error *err)
+int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n, uint64_t *parent,
+	      struct dt_error *err)
 {
 	struct runs_dirent *items = NULL;
 	struct dt_session_list sessions = {0};
@@ -1080,11 +552,11 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 	*out = NULL;
 	*n = 0;
 	*parent = 0;
-	if (!obj_of(r, ino, &dir, &node))
-		return fail(err, ESTALE, "unknown inode");
-	sb = sb_get(r, dir.sb_id);
+	if (!runs_obj_of(r, ino, &dir, &node))
+		return runs_fail(err, ESTALE, "unknown inode");
+	sb = runs_sb_get(r, dir.sb_id);
 	if (!sb)
-		return fail(err, ENOMEM, "out of memory");
+		return runs_fail(err, ENOMEM, "out of memory");
 	if (dir.kind == RO_ROOT) {
 		ret = TB_CALL(r, sb, err, t, dt_session_list(t->tb, &sessions, err));
 		for (size_t i = 0; ret == 0 && i < sessions.count; i++) {
@@ -1108,11 +580,11 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 		pthread_mutex_unlock(&r->lock);
 		for (int k = RN_COMMAND; o && ret == 0 && k <= RN_COMMANDS; k++)
 			ret = add_dirent(&items, &count, &cap, session_names[k], ino_of(o, k),
-					 node_mode(RO_SESSION, k));
+					 runs_node_mode(RO_SESSION, k));
 		if (!o)
 			ret = -ENOMEM;
 	} else if (dir.kind == RO_SESSION && node == RN_COMMANDS) {
-		ret = session_exists(r, sb, dir.session, &info, err);
+		ret = runs_session_exists(r, sb, dir.session, &info, err);
 		pthread_mutex_lock(&r->lock);
 		o = obj_get(r, RO_SESSION, dir.sb_id, dir.session, NULL);
 		pthread_mutex_unlock(&r->lock);
@@ -1142,14 +614,14 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 		pthread_mutex_unlock(&r->lock);
 		for (size_t k = 0; o && ret == 0 && k < sizeof(kids) / sizeof(kids[0]); k++)
 			ret = add_dirent(&items, &count, &cap, session_names[kids[k]],
-					 ino_of(o, kids[k]), node_mode(RO_CMD, kids[k]));
+					 ino_of(o, kids[k]), runs_node_mode(RO_CMD, kids[k]));
 		if (!o)
 			ret = -ENOMEM;
 	} else {
-		return fail(err, ENOTDIR, "not a directory");
+		return runs_fail(err, ENOTDIR, "not a directory");
 	}
 	if (ret == -ENOMEM)
-		fail(err, ENOMEM, "out of memory");
+		runs_fail(err, ENOMEM, "out of memory");
 	if (ret < 0) {
 		free(items);
 		return ret;
@@ -1163,12 +635,15 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 static int check_session_name(const char *name, struct dt_error *err)
 {
 	if (strlen(name) > SESSION_NAME_MAX)
-		return fail(err, EINVAL, "a session name has at most %d bytes", SESSION_NAME_MAX);
+		return runs_fail(err, EINVAL, "a session name has at most %d bytes",
+				 SESSION_NAME_MAX);
 	if (name_is_probe(name))
-		return fail(err, EINVAL, "%s is a name file managers probe; not a session", name);
+		return runs_fail(err, EINVAL, "%s is a name file managers probe; not a session",
+				 name);
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
-			return fail(err, EINVAL, "a session name has no control characters or '\\'");
+			return runs_fail(err, EINVAL,
+					 "a session name has no control characters or '\\'");
 	return 0;
 }
 
@@ -1179,26 +654,26 @@ int runs_mkdir(struct runs *r, uint64_t parent, const char *name, struct runs_en
 	struct rsb *sb;
 	int node, ret;
 
-	if (!obj_of(r, parent, &dir, &node))
-		return fail(err, ESTALE, "unknown inode");
+	if (!runs_obj_of(r, parent, &dir, &node))
+		return runs_fail(err, ESTALE, "unknown inode");
 	if (dir.kind != RO_ROOT)
-		return fail(err, EPERM, "sessions are made in runs/; nothing else is made");
+		return runs_fail(err, EPERM, "sessions are made in runs/; nothing else is made");
 	ret = check_session_name(name, err);
 	if (ret < 0)
 		return ret;
-	sb = sb_get(r, dir.sb_id);
+	sb = runs_sb_get(r, dir.sb_id);
 	if (!sb)
-		return fail(err, ENOMEM, "out of memory");
+		return runs_fail(err, ENOMEM, "out of memory");
 	ret = TB_CALL(r, sb, err, t, dt_session_create(t->tb, name, err));
 	if (ret == -EEXIST)
-		return fail(err, EEXIST, "session %s exists", name);
+		return runs_fail(err, EEXIST, "session %s exists", name);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&r->lock);
 	o = obj_get(r, RO_SESSION, dir.sb_id, name, NULL);
 	pthread_mutex_unlock(&r->lock);
 	if (!o)
-		return fail(err, ENOMEM, "out of memory");
+		return runs_fail(err, ENOMEM, "out of memory");
 	entry_of(r, o, RN_DIR, e);
 	return 0;
 }
@@ -1211,13 +686,13 @@ int runs_rmdir(struct runs *r, uint64_t parent, const char *name, struct dt_erro
 	struct rsess *s, **pp;
 	int node, ret;
 
-	if (!obj_of(r, parent, &dir, &node))
-		return fail(err, ESTALE, "unknown inode");
+	if (!runs_obj_of(r, parent, &dir, &node))
+		return runs_fail(err, ESTALE, "unknown inode");
 	if (dir.kind != RO_ROOT)
-		return fail(err, EPERM, "only sessions (runs/S) are removed");
-	sb = sb_get(r, dir.sb_id);
+		return runs_fail(err, EPERM, "only sessions (runs/S) are removed");
+	sb = runs_sb_get(r, dir.sb_id);
 	if (!sb)
-		return fail(err, ENOMEM, "out of memory");
+		return runs_fail(err, ENOMEM, "out of memory");
 	ret = TB_CALL(r, sb, err, t, dt_session_delete(t->tb, name, err));
 	if (ret == -ENOENT)
 		return -ENOENT;
@@ -1237,9 +712,9 @@ int runs_rmdir(struct runs *r, uint64_t parent, const char *name, struct dt_erro
 				ring[i]->refs++;
 		for (size_t i = 0; i < RING; i++)
 			if (s->ring[i])
-				cmd_unuse_locked(s->ring[i]);
+				runs_cmd_unuse_locked(s->ring[i]);
 		if (s->latest)
-			cmd_unuse_locked(s->latest);
+			runs_cmd_unuse_locked(s->latest);
 		free(s);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -1248,381 +723,14 @@ int runs_rmdir(struct runs *r, uint64_t parent, const char *name, struct dt_erro
 
 		if (!ring[i])
 			continue;
-		fail(&gone, EIO, "session %s was removed", name);
-		cmd_finish(ring[i], false, 0, EIO, &gone);
+		runs_fail(&gone, EIO, "session %s was removed", name);
+		runs_cmd_finish(ring[i], false, 0, EIO, &gone);
 		pthread_mutex_lock(&r->lock);
-		cmd_unref_locked(ring[i]);
+		runs_cmd_unref_locked(ring[i]);
 		pthread_mutex_unlock(&r->lock);
 	}
 	return 0;
 }
-
-/* ---- nodes -------------------------------------------------------------- */
-
-static const char ts_runner[] =
-    "const fs=require(\"fs\"),path=require(\"path\"),Module=require(\"module\");"
-    "let ts;try{ts=require(\"typescript\")}catch(e){ts=require(\"/usr/share/nodejs/typescript\")}"
-    "const file=path.resolve(process.argv[1]);const src=fs.readFileSync(file,\"utf8\");"
-    "const r=ts.transpileModule(src,{fileName:file,reportDiagnostics:true,compilerOptions:{"
-    "module:ts.ModuleKind.CommonJS,target:ts.ScriptTarget.ES2020,esModuleInterop:true}});"
-    "const bad=(r.diagnostics||[]).filter(d=>d.category===ts.DiagnosticCategory.Error);"
-    "if(bad.length){for(const d of bad){let at=\"\";if(d.file&&d.start!==undefined){"
-    "const p=d.file.getLineAndCharacterOfPosition(d.start);"
-    "at=\"main.ts(\"+(p.line+1)+\",\"+(p.character+1)+\"): \"}"
-    "process.stderr.write(at+\"error TS\"+d.code+\": \"+"
-    "ts.flattenDiagnosticMessageText(d.messageText,\"\\n\")+\"\\n\")}process.exit(1)}"
-    "process.argv.splice(1,1);const m=new Module(file,null);m.filename=file;"
-    "m.paths=Module._nodeModulePaths(process.cwd());m._compile(r.outputText,file);";
-
-static int base64(struct buf *b, const unsigned char *data, size_t len)
-{
-	static const char digits[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	int rc = buf_reserve(b, (len + 2) / 3 * 4 + 1);
-
-	for (size_t i = 0; rc == 0 && i < len; i += 3) {
-		unsigned v = (unsigned)data[i] << 16;
-		char q[4];
-
-		if (i + 1 < len)
-			v |= (unsigned)data[i + 1] << 8;
-		if (i + 2 < len)
-			v |= data[i + 2];
-		q[0] = digits[v >> 18 & 63];
-		q[1] = digits[v >> 12 & 63];
-		q[2] = i + 1 < len ? digits[v >> 6 & 63] : '=';
-		q[3] = i + 2 < len ? digits[v & 63] : '=';
-		rc = buf_append(b, q, 4);
-	}
-	return rc;
-}
-
-/*
- * The session command that runs @code in @lang: the program goes to a
- * temporary file (its stdin stays the command's, so stdin feeds it), in a
- * subshell that removes the file whatever happens and whose status is the
- * program's. TypeScript: ts-node when the sandbox has it (as Daytona),
- * else node with the TypeScript compiler's transpiler.
- */
-static int code_command(const char *lang, const struct buf *code, struct buf *out,
-			struct dt_error *err)
-{
-	int rc;
-
-	if (strcmp(lang, "python") && strcmp(lang, "javascript") && strcmp(lang, "typescript"))
-		return fail(err, EINVAL,
-			    "the sandbox's language %s (label code-toolbox-language) is not "
-			    "python, javascript or typescript",
-			    lang);
-	rc = buf_append_str(out, "(f=$(mktemp /tmp/quaverfs-code.XXXXXX) || exit; "
-				 "trap 'rm -f \"$f\"' EXIT; printf '%s' '");
-	rc = rc ? rc : base64(out, (const unsigned char *)code->data, code->len);
-	rc = rc ? rc : buf_append_str(out, "' | base64 -d > \"$f\" && ");
-	if (!rc && !strcmp(lang, "python"))
-		rc = buf_append_str(out, "python3 -u \"$f\")");
-	else if (!rc && !strcmp(lang, "javascript"))
-		rc = buf_append_str(out, "node \"$f\")");
-	else if (!rc)
-		rc = buf_printf(out,
-				"mv \"$f\" \"$f.ts\" && f=\"$f.ts\" && if command -v ts-node "
-				">/dev/null 2>&1; then ts-node -T -O '{\"module\":\"CommonJS\"}' "
-				"\"$f\"; else node -e '%s' \"$f\"; fi)",
-				ts_runner);
-	return rc ? fail(err, ENOMEM, "out of memory") : 0;
-}
-
-/* Runs @line in session @o as the new latest command. */
-static int run_line(struct runs *r, const struct robj *o, const char *line, bool is_code,
-		    const struct buf *code, struct dt_error *err)
-{
-	struct dt_session_exec_result res = {0};
-	struct buf composed = BUF_INIT;
-	struct rcmd *c = NULL;
-	char lang[64] = "python";
-	struct rsb *sb = sb_get(r, o->sb_id);
-	int ret;
-
-	if (!sb)
-		return fail(err, ENOMEM, "out of memory");
-	if (is_code) {
-		struct rtb *t = NULL;
-
-		ret = sb_toolbox(r, sb, &t, lang, sizeof(lang), err);
-		rtb_put(r, t);
-		if (ret == 0)
-			ret = code_command(lang, code, &composed, err);
-		if (ret < 0)
-			goto out;
-		line = composed.data;
-	}
-	ret = TB_CALL(r, sb, err, t, dt_session_exec(t->tb, o->session, line, true, &res, err));
-	if (ret == -ENOENT)
-		ret = fail(err, ENOENT, "session %s is gone", o->session);
-	if (ret < 0)
-		goto out;
-	ret = cmd_get(r, sb, o->session, res.cmd_id, &c, err);
-	if (ret == 0) {
-		set_latest(r, sb, o->session, c);
-		cmd_unuse(r, c);
-	}
-out:
-	dt_session_exec_result_clear(&res);
-	buf_free(&composed);
-	return ret;
-}
-
-int runs_open(struct runs *r, uint64_t ino, int flags, struct runs_handle **out,
-	      bool *streaming, struct dt_error *err)
-{
-	struct runs_handle *h;
-	struct rsb *sb;
-	int node, ret = 0, acc = flags & O_ACCMODE;
-
-	*out = NULL;
-	*streaming = false;
-	h = calloc(1, sizeof(*h));
-	if (!h)
-		return fail(err, ENOMEM, "out of memory");
-	h->ino = ino;
-	if (!obj_of(r, ino, &h->obj, &node) || !node_valid(h->obj.kind, node)) {
-		free(h);
-		return fail(err, ESTALE, "unknown inode");
-	}
-	h->node = node;
-	if (node == RN_DIR || node == RN_COMMANDS) {
-		free(h);
-		return -EISDIR;
-	}
-	if (acc != O_RDONLY && !(node_mode(h->obj.kind, node) & 0200)) {
-		free(h);
-		return fail(err, EACCES, "read-only");
-	}
-	sb = sb_get(r, h->obj.sb_id);
-	if (!sb) {
-		free(h);
-		return fail(err, ENOMEM, "out of memory");
-	}
-	if (node == RN_OUTPUT || node == RN_EXIT) {
-		*streaming = true;
-		if (h->obj.kind == RO_CMD)
-			ret = cmd_get(r, sb, h->obj.session, h->obj.cmd, &h->cmd, err);
-		else
-			ret = latest_cmd(r, sb, h->obj.session, &h->cmd, err);
-	}
-	if (ret < 0) {
-		free(h);
-		return ret;
-	}
-	if (h->cmd) {
-		/* A reader: the follower polls at full pace from now on. */
-		pthread_mutex_lock(&r->lock);
-		h->cmd->handles++;
-		h->cmd->kicked = true;
-		pthread_cond_signal(&h->cmd->kick);
-		pthread_mutex_unlock(&r->lock);
-	}
-	*out = h;
-	return 0;
-}
-
-const void *runs_handle_key(const struct runs_handle *h)
-{
-	return h->cmd;
-}
-
-uint64_t runs_handle_ino(const struct runs_handle *h)
-{
-	return h->ino;
-}
-
-/* The text of a command (the command node): from the server. */
-static int command_text(struct runs *r, struct runs_handle *h, struct buf *text,
-			struct dt_error *err)
-{
-	struct dt_session info = {0};
-	struct rsb *sb = sb_get(r, h->obj.sb_id);
-	int ret;
-
-	if (!sb)
-		return fail(err, ENOMEM, "out of memory");
-	ret = session_exists(r, sb, h->obj.session, &info, err);
-	if (ret == 0 && info.ncommands > 0) {
-		const struct dt_session_command *c = &info.commands[info.ncommands - 1];
-
-		for (size_t i = 0; h->obj.kind == RO_CMD && i < info.ncommands; i++)
-			if (!strcmp(info.commands[i].id, h->obj.cmd))
-				c = &info.commands[i];
-		if (buf_printf(text, "%s\n", c->command))
-			ret = fail(err, ENOMEM, "out of memory");
-	} else if (ret == 0) {
-		ret = buf_append_str(text, "\n") ? fail(err, ENOMEM, "out of memory") : 0;
-	}
-	dt_session_clear(&info);
-	return ret;
-}
-
-static void slice(const char *text, size_t len, int64_t off, size_t size, char *buf, size_t *got)
-{
-	*got = 0;
-	if (off < 0 || (uint64_t)off >= len)
-		return;
-	*got = len - (size_t)off < size ? len - (size_t)off : size;
-	memcpy(buf, text + off, *got);
-}
-
-int runs_read(struct runs *r, struct runs_handle *h, char *buf, size_t size, int64_t off,
-	      size_t *got, struct dt_error *err)
-{
-	struct rcmd *c = h->cmd;
-	int64_t avail;
-	ssize_t n;
-
-	*got = 0;
-	if (h->node == RN_CODE || h->node == RN_STDIN)
-		return 0;
-	if (h->node == RN_COMMAND) {
-		struct buf text = BUF_INIT;
-		int ret = command_text(r, h, &text, err);
-
-		if (ret == 0)
-			slice(text.data, text.len, off, size, buf, got);
-		buf_free(&text);
-		return ret;
-	}
-	if (!c) /* no command run in this session yet */
-		return 0;
-	pthread_mutex_lock(&r->lock);
-	if (h->node == RN_EXIT) {
-		if (!c->done) {
-			pthread_mutex_unlock(&r->lock);
-			return -EAGAIN;
-		}
-		if (c->fail) {
-			int e = c->fail;
-
-			fail(err, e == EINTR ? EIO : e, "%s", c->fail_msg);
-			pthread_mutex_unlock(&r->lock);
-			return -err->err;
-		}
-		snprintf(h->exit_text, sizeof(h->exit_text), "%d\n", c->exit_code);
-		pthread_mutex_unlock(&r->lock);
-		slice(h->exit_text, strlen(h->exit_text), off, size, buf, got);
-		return 0;
-	}
-	avail = c->size - off;
-	if (avail <= 0) {
-		int e = c->fail;
-		bool done = c->done;
-
-		if (done && e)
-			fail(err, e == EINTR ? EIO : e, "%s", c->fail_msg);
-		pthread_mutex_unlock(&r->lock);
-		if (!done)
-			return -EAGAIN;
-		return e ? -err->err : 0;
-	}
-	pthread_mutex_unlock(&r->lock);
-	if ((int64_t)size > avail)
-		size = (size_t)avail;
-	n = pread(c->spool_fd, buf, size, off);
-	if (n < 0)
-		return fail(err, EIO, "reading the spooled output: %s", strerror(errno));
-	*got = (size_t)n;
-	return 0;
-}
-
-bool runs_ready(struct runs *r, struct runs_handle *h, int64_t off)
-{
-	bool ready = true;
-
-	if (!h->cmd)
-		return true;
-	pthread_mutex_lock(&r->lock);
-	if (h->node == RN_EXIT)
-		ready = h->cmd->done;
-	else if (h->node == RN_OUTPUT)
-		ready = h->cmd->done || h->cmd->size > off;
-	pthread_mutex_unlock(&r->lock);
-	return ready;
-}
-
-int runs_write(struct runs *r, struct runs_handle *h, const char *data, size_t len,
-	       struct dt_error *err)
-{
-	if (h->obj.kind != RO_SESSION)
-		return fail(err, EACCES, "read-only");
-	if (h->node == RN_CODE) {
-		if (h->code.len + len > CODE_MAX)
-			return fail(err, EFBIG, "a program has at most %u bytes", CODE_MAX);
-		return buf_append(&h->code, data, len) ? fail(err, ENOMEM, "out of memory") : 0;
-	}
-	if (memchr(data, '\0', len))
-		return fail(err, EINVAL, "a NUL byte cannot be sent");
-	if (h->node == RN_COMMAND) {
-		char *line = strndup(data, len);
-		size_t n;
-		int ret;
-
-		if (!line)
-			return fail(err, ENOMEM, "out of memory");
-		n = strlen(line);
-		if (n && line[n - 1] == '\n')
-			line[--n] = '\0';
-		if (!line[strspn(line, " \t\r\n")])
-			ret = fail(err, EINVAL, "an empty command");
-		else
-			ret = run_line(r, &h->obj, line, false, NULL, err);
-		free(line);
-		return ret;
-	}
-	if (h->node == RN_STDIN) {
-		struct rsb *sb = sb_get(r, h->obj.sb_id);
-		struct rcmd *c = NULL;
-		int ret;
-
-		if (!sb)
-			return fail(err, ENOMEM, "out of memory");
-		ret = latest_cmd(r, sb, h->obj.session, &c, err);
-		if (ret == 0 && !c)
-			ret = fail(err, EPIPE, "no command runs in session %s", h->obj.session);
-		if (ret == 0)
-			ret = TB_CALL(r, sb, err, t,
-				      dt_session_input(t->tb, h->obj.session, c->id, data, len,
-						       err));
-		if (ret == -EPIPE)
-			ret = fail(err, EPIPE, "the latest command of session %s has finished",
-				   h->obj.session);
-		cmd_unuse(r, c);
-		return ret;
-	}
-	return fail(err, EACCES, "read-only");
-}
-
-int runs_flush(struct runs *r, struct runs_handle *h, struct dt_error *err)
-{
-	int ret;
-
-	if (h->node != RN_CODE || h->code.len == 0)
-		return 0;
-	ret = run_line(r, &h->obj, NULL, true, &h->code, err);
-	buf_reset(&h->code);
-	return ret;
-}
-
-void runs_release(struct runs *r, struct runs_handle *h)
-{
-	if (!h)
-		return;
-	if (h->cmd) {
-		pthread_mutex_lock(&r->lock);
-		h->cmd->handles--;
-		pthread_mutex_unlock(&r->lock);
-	}
-	cmd_unuse(r, h->cmd);
-	buf_free(&h->code);
-	free(h);
-}
-
 /* ---- the context -------------------------------------------------------- */
 
 int runs_new(struct qfs *fs, const char *spool_dir, struct runs **out)
@@ -1633,7 +741,8 @@ int runs_new(struct qfs *fs, const char *spool_dir, struct runs **out)
 	if (!r)
 		return -ENOMEM;
 	r->fs = fs;
-	copy_str(r->spool_dir, sizeof(r->spool_dir), spool_dir && spool_dir[0] ? spool_dir : "/tmp");
+	copy_str(r->spool_dir, sizeof(r->spool_dir),
+		 spool_dir && spool_dir[0] ? spool_dir : "/tmp");
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->followers_done, NULL);
 	*out = r;
@@ -1671,9 +780,9 @@ void runs_free(struct runs *r)
 			sn = s->next;
 			for (size_t i = 0; i < RING; i++)
 				if (s->ring[i])
-					cmd_unuse_locked(s->ring[i]);
+					runs_cmd_unuse_locked(s->ring[i]);
 			if (s->latest)
-				cmd_unuse_locked(s->latest);
+				runs_cmd_unuse_locked(s->latest);
 			free(s);
 		}
 		if (sb->tb && --sb->tb->refs == 0) {

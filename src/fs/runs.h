@@ -57,9 +57,10 @@ struct runs_dirent {
 	uint64_t ino;
 	mode_t mode;
 };
-/* The entries of directory @ino (without "." and ".."), and the inode of its parent (0: not ours). */
-int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
-	      uint64_t *parent, struct dt_error *err);
+/* The entries of directory @ino (without "." and ".."), and the inode of its parent (0: not ours).
+ */
+int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n, uint64_t *parent,
+	      struct dt_error *err);
 
 /* mkdir runs/S: a new session S. rmdir runs/S: the session is deleted (what it runs dies). */
 int runs_mkdir(struct runs *r, uint64_t parent, const char *name, struct runs_entry *e,
@@ -77,8 +78,8 @@ bool runs_sandbox_of(struct runs *r, uint64_t ino, char *id, size_t size);
  * may wait; no seeking). The output and exit nodes of a session follow the
  * command that was the latest at open.
  */
-int runs_open(struct runs *r, uint64_t ino, int flags, struct runs_handle **out,
-	      bool *streaming, struct dt_error *err);
+int runs_open(struct runs *r, uint64_t ino, int flags, struct runs_handle **out, bool *streaming,
+	      struct dt_error *err);
 /*
  * Bytes at @off. 0 with *@got (0 at the end: the command finished);
  * -EAGAIN: none yet, wait for a wake naming runs_handle_key(@h); -errno.
