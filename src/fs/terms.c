@@ -49,6 +49,8 @@ struct term {
 	struct dt_kv envs[TERMS_ENV_MAX];
 	size_t nenvs;
 	struct dt_pty_conn *conn;
+	bool reconnecting;	    /* closed as a slow consumer: a new connection is on its way */
+	struct dt_pty_end lost_end; /* why, in case the new connection fails */
 	bool ended;
 	int64_t ended_ms;
 	struct dt_pty_end end;
@@ -76,6 +78,9 @@ struct terms {
 	struct dt_ws_hub *hub;
 	pthread_mutex_t lock;
 	struct term *list;
+	pthread_cond_t reconnected; /* nreconnects went down */
+	int nreconnects;	    /* reconnect threads running (lock) */
+	bool closing;		    /* terms_free: no new reconnects (lock) */
 };
 
 static void term_path(const struct term *tm, char *out, size_t size)
@@ -240,6 +245,34 @@ static void on_output(void *arg, const void *data, size_t len)
 	deliver(t, &wk);
 }
 
+static void *reconnect_main(void *arg);
+
+/* Under t->lock: starts a reconnect of @tm (closed 1008); false when it cannot. */
+static bool reconnect_locked(struct term *tm, const struct dt_pty_end *end)
+{
+	struct terms *t = tm->t;
+	pthread_attr_t attr;
+	pthread_t thread;
+	bool ok;
+
+	if (t->closing || tm->reconnecting)
+		return false;
+	tm->reconnecting = true;
+	tm->lost_end = *end;
+	tm->refs++;
+	t->nreconnects++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ok = pthread_create(&thread, &attr, reconnect_main, tm) == 0;
+	pthread_attr_destroy(&attr);
+	if (!ok) {
+		tm->reconnecting = false;
+		tm->refs--;
+		t->nreconnects--;
+	}
+	return ok;
+}
+
 static void on_end(void *arg, const struct dt_pty_end *end)
 {
 	struct term *tm = arg;
@@ -249,6 +282,18 @@ static void on_end(void *arg, const struct dt_pty_end *end)
 
 	term_path(tm, path, sizeof(path));
 	pthread_mutex_lock(&t->lock);
+	/*
+	 * 1008: the server closed us for not reading fast enough (its queue per
+	 * client is bounded). The shell runs on: connect again; what it wrote
+	 * meanwhile is lost, as output this ring drops is.
+	 */
+	if (!end->exited && end->close_code == 1008 && reconnect_locked(tm, end)) {
+		pthread_mutex_unlock(&t->lock);
+		log_warn("%s: output not read fast enough; the server closed the connection "
+			 "(1008), reconnecting; output meanwhile is lost",
+			 path);
+		return;
+	}
 	tm->ended = true;
 	tm->ended_ms = now_mono_ms();
 	tm->end = *end;
@@ -282,6 +327,53 @@ static const struct dt_pty_handler pty_handler = {
     .on_end = on_end,
     .on_drain = on_drain,
 };
+
+static void term_put(struct term *tm);
+
+static void *reconnect_main(void *arg)
+{
+	struct term *tm = arg;
+	struct terms *t = tm->t;
+	struct dt_pty_conn *old, *conn = NULL;
+	struct dt_error err = {0};
+	struct wakeups wk;
+	char path[512];
+	int ret;
+
+	term_path(tm, path, sizeof(path));
+	pthread_mutex_lock(&tm->attach_lock);
+	pthread_mutex_lock(&t->lock);
+	old = tm->conn;
+	tm->conn = NULL;
+	pthread_mutex_unlock(&t->lock);
+	dt_pty_disconnect(old);
+	ret = TB_CALL(t->fs->files, tm->sb_id, &err, tb,
+		      dt_pty_connect(t->hub, tb->tb, tm->name, &pty_handler, tm, 0, &conn, &err));
+	pthread_mutex_lock(&t->lock);
+	tm->reconnecting = false;
+	if (ret == 0 && !tm->ended) {
+		tm->conn = conn;
+		conn = NULL;
+	} else if (!tm->ended) {
+		tm->ended = true;
+		tm->ended_ms = now_mono_ms();
+		tm->end = tm->lost_end;
+	}
+	collect(tm, &wk);
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&tm->attach_lock);
+	dt_pty_disconnect(conn); /* connected after an rmdir: not wanted */
+	if (ret < 0)
+		log_warn("%s: the connection to the terminal was lost and not regained: %s", path,
+			 err.message);
+	deliver(t, &wk);
+	term_put(tm);
+	pthread_mutex_lock(&t->lock);
+	t->nreconnects--;
+	pthread_cond_broadcast(&t->reconnected);
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
 
 /* ---- the list ---- */
 
@@ -467,6 +559,7 @@ int terms_new(struct qfs *fs, const struct terms_ops *ops, struct terms **out, s
 	t->fs = fs;
 	t->ops = *ops;
 	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->reconnected, NULL);
 	t->hub = dt_ws_hub_new(backend_client(fs->bk), err);
 	if (!t->hub) {
 		pthread_mutex_destroy(&t->lock);
@@ -483,6 +576,11 @@ void terms_free(struct terms *t)
 
 	if (!t)
 		return;
+	pthread_mutex_lock(&t->lock);
+	t->closing = true;
+	while (t->nreconnects > 0)
+		pthread_cond_wait(&t->reconnected, &t->lock);
+	pthread_mutex_unlock(&t->lock);
 	for (;;) {
 		struct dt_error err = {0};
 
@@ -503,6 +601,7 @@ void terms_free(struct terms *t)
 		term_put(tm);
 	}
 	dt_ws_hub_free(t->hub);
+	pthread_cond_destroy(&t->reconnected);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -1062,6 +1161,11 @@ int terms_write(struct terms_handle *h, const char *buf, size_t len, struct term
 	case TN_DATA:
 	case TN_PTY:
 		pthread_mutex_lock(&t->lock);
+		if (tm->reconnecting && !tm->ended) {
+			wait_on(tm, w);
+			pthread_mutex_unlock(&t->lock);
+			return -EAGAIN;
+		}
 		if (tm->ended || !tm->conn) {
 			pthread_mutex_unlock(&t->lock);
 			return fail(err, EIO, "the shell has ended");
