@@ -18,9 +18,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -29,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from fsmount import Backend, Mount, MountError, call, errno_of, quaverfs_bin, report_logs, run
+from fsmount import (Backend, Mount, call, errno_of, mountinfo_entry, quaverfs_bin, report_logs,
+                     run)
 
 SOURCE = "quaverfs"
 SDK_VERSION = "0.218.0"
@@ -310,6 +309,10 @@ def test_every_request_carries_the_cloud_headers_and_the_target(cloud, mounted):
     # the toolbox went through the URL the API handed out, not /api
     assert any(r.path.startswith("/tb1/toolbox/") and "/files" in r.path for r in recs)
     assert not any(r.path.startswith("/api/toolbox") for r in recs)
+    # the key is on the wire only: not in argv, the mount table or the debug log
+    cmdline = Path(f"/proc/{m.proc.pid}/cmdline").read_bytes().decode(errors="replace")
+    assert qd.token not in cmdline and qd.token not in (mountinfo_entry(m.mnt) or "")
+    assert qd.token not in m.log_text()
 
 
 def test_jwt_with_organization_id(cloud, mounted):

@@ -2,7 +2,6 @@
 a port of its own, creating/starting/stopping that last, seeded 429/503
 answers. Spoken to over HTTP as any client would."""
 
-import http.client
 import signal
 import subprocess
 import time
