@@ -6,6 +6,7 @@ plain shell commands as fs-layout.md's runs/ section promises:
 """
 
 import errno
+import json
 import os
 import select
 import signal
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from files_helpers import bounded, create_sandbox
+from files_helpers import Toolbox, bounded, create_sandbox
 from fsmount import mount_session, run
 
 SB = "rx"
@@ -67,6 +68,11 @@ def test_exit_code(rm, sess):
     # exit ends the session's shell, and its code is the command's
     out, code = run_cmd(sess, "exit 3")
     assert code == 3
+    # then the session takes no command: EPIPE, with the reason in the error nodes
+    rm.expect_fs_log(r"runs/.*has ended")
+    rel = os.path.relpath(sess / "command", rm.mnt)
+    assert rm.errno_write(rel, "echo again\n") == errno.EPIPE
+    assert "has ended" in rm.read("sandboxes", SB, "error")
 
 
 @bounded(60)
@@ -158,6 +164,29 @@ def test_ls_lists_sessions_and_rmdir_removes(rm, sess):
     assert sess.name not in os.listdir(runs)
     with pytest.raises(FileNotFoundError):
         os.stat(sess / "output")
+
+
+@bounded(60)
+def test_sessions_made_through_the_api_are_listed(rm):
+    tb = Toolbox(rm.qd, SB)
+    status, raw, _ = tb.request("POST", "process/session", body=json.dumps({"sessionId": "api1"}),
+                                headers={"Content-Type": "application/json"})
+    assert status in (200, 201), raw
+    status, raw, _ = tb.request("POST", "process/session/api1/exec",
+                                body=json.dumps({"command": "echo from the api"}),
+                                headers={"Content-Type": "application/json"})
+    assert status == 200, raw
+    runs = rm.path("sandboxes", SB, "runs")
+    deadline = time.monotonic() + 2.5
+    while "api1" not in os.listdir(runs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "api1" in os.listdir(runs)
+    assert (runs / "api1" / "output").read_text() == "from the api\n"
+    assert (runs / "api1" / "exit").read_text() == "0\n"
+    assert (runs / "api1" / "command").read_text() == "echo from the api\n"
+    os.rmdir(runs / "api1")
+    status, _, _ = tb.request("GET", "process/session/api1")
+    assert status == 404
 
 
 @bounded(60)
