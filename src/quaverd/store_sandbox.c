@@ -10,8 +10,11 @@
 #define QUAVERD_STORE_INTERNAL
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +143,149 @@ static int make_subpaths(struct store *st, const cJSON *volumes, char *why, size
 	return 0;
 }
 
+/* ---- the seed of a new sandbox's tree ------------------------------------ */
+
+/*
+ * Copies the directory @sfd into the empty directory @dfd: directories and
+ * regular files are new (the sandbox may change them), symlinks are hard
+ * links to @sfd's (a symlink cannot be changed in place, only replaced, so
+ * sharing its inode shares nothing a sandbox could write). Why: on ext4 each
+ * new inode scans the inode bitmaps, longer the more inodes were deleted
+ * lately; the seed's ~850 symlinks (ca-certificates, alternatives) were 90%
+ * of a create's time, 0.3-2 s on a busy disk (bench/run, perf).
+ */
+static int clone_dir(int sfd, int dfd)
+{
+	const int dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	const int new_flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	struct dirent *de;
+	int rc = 0, fd;
+	DIR *dir;
+
+	fd = dup(sfd);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while (rc == 0 && (de = readdir(dir))) {
+		const char *name = de->d_name;
+		struct stat st;
+
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
+			continue;
+		if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = -errno;
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n;
+
+			if (linkat(sfd, name, dfd, name, 0) == 0)
+				continue;
+			/* EMLINK, EXDEV, a protected_hardlinks refusal: a new symlink */
+			n = readlinkat(sfd, name, target, sizeof(target) - 1);
+			if (n < 0)
+				rc = -errno;
+			target[n < 0 ? 0 : n] = '\0';
+			if (rc == 0 && symlinkat(target, dfd, name) < 0)
+				rc = -errno;
+		} else if (S_ISDIR(st.st_mode)) {
+			int s = -1, d = -1;
+
+			if (mkdirat(dfd, name, 0700) < 0 ||
+			    (s = openat(sfd, name, dir_flags)) < 0 ||
+			    (d = openat(dfd, name, dir_flags)) < 0)
+				rc = -errno;
+			if (rc == 0)
+				rc = clone_dir(s, d);
+			/* after the contents, so a 0555 directory can be filled */
+			if (rc == 0 && fchmod(d, st.st_mode & 07777) < 0)
+				rc = -errno;
+			if (s >= 0)
+				close(s);
+			if (d >= 0)
+				close(d);
+		} else if (S_ISREG(st.st_mode)) {
+			int in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			/* 0600 until it is full, then the template's mode */
+			int out = openat(dfd, name, new_flags, 0600);
+			char chunk[16384];
+			ssize_t n = 0;
+
+			if (in < 0 || out < 0)
+				rc = -errno;
+			while (rc == 0 && (n = read(in, chunk, sizeof(chunk))) > 0) {
+				if (write(out, chunk, n) != n)
+					rc = -EIO;
+			}
+			if (rc == 0 && n < 0)
+				rc = -errno;
+			if (rc == 0 && fchmod(out, st.st_mode & 07777) < 0)
+				rc = -errno;
+			if (in >= 0)
+				close(in);
+			if (out >= 0)
+				close(out);
+		}
+		/* the seed holds nothing else (view_seed_root skips special files) */
+	}
+	closedir(dir);
+	return rc;
+}
+
+/*
+ * The skeleton of a sandbox made without a snapshot, in the new directory
+ * @root: cloned from a template that the first create of this quaverd
+ * builds in STATE/tmp/store-seed-* (removed at the next start, as all
+ * store-* work files); the template is made the usual way, so the tree is
+ * the one tree_skeleton makes. Falls back to tree_skeleton on any failure.
+ */
+static int seed_skeleton(struct store *st, const char *root)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char template[PATH_MAX];
+	static const struct store *owner;
+	int sfd = -1, dfd = -1, rc;
+	struct stat tst;
+
+	pthread_mutex_lock(&lock);
+	if (owner != st) {
+		char dir[PATH_MAX];
+
+		/* another store in this process (tests): its own template */
+		owner = NULL;
+		if (tmp_path(st, "seed", dir, sizeof(dir)) == 0 && mkdir(dir, 0755) == 0) {
+			if (tree_skeleton(dir) == 0) {
+				copy_str(template, sizeof(template), dir);
+				owner = st;
+			} else {
+				rm_rf(dir);
+			}
+		}
+	}
+	rc = owner ? 0 : -ENOENT;
+	if (rc == 0) {
+		sfd = open(template, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		dfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		rc = sfd < 0 || dfd < 0 ? -errno : 0;
+	}
+	pthread_mutex_unlock(&lock);
+	if (rc == 0)
+		rc = clone_dir(sfd, dfd);
+	if (rc == 0 && (fstat(sfd, &tst) < 0 || fchmod(dfd, tst.st_mode & 07777) < 0))
+		rc = -errno;
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	if (rc == 0)
+		return 0;
+	log_debug("seeding %s from the template: %s; seeding it directly", root, strerror(-rc));
+	return tree_skeleton(root);
+}
+
 /*
  * Builds STATE/sandboxes/ID/root: in root.new from the snapshot's image (or
  * the skeleton), then a rename. @snap is NULL for an empty tree.
@@ -176,14 +322,22 @@ static int build_root(struct store *st, struct sandbox *sb, struct snapshot *sna
 			snprintf(why, why_size, "creating its filesystem: %s", strerror(-rc));
 	}
 	if (rc == 0) {
-		rc = tree_skeleton(root_new);
+		rc = snap ? tree_skeleton(root_new) : seed_skeleton(st, root_new);
 		if (rc < 0)
 			snprintf(why, why_size, "creating home and tmp: %s", strerror(-rc));
 	}
 	if (rc == 0)
 		rc = make_subpaths(st, sb->info.volumes, why, why_size);
 	if (rc == 0) {
-		tree_sync(root_new);
+		/*
+		 * syncfs flushes the whole filesystem, everyone's dirty data: on a
+		 * busy disk it made a create take 0.2-1 s. A snapshot's unpacked
+		 * image is the user's data and gets it; the skeleton is a seed copy
+		 * of a few host files (a killed quaverd loses none of it, only a
+		 * host crash within the kernel's writeback delay could empty one).
+		 */
+		if (snap)
+			tree_sync(root_new);
 		if (rename(root_new, root) < 0) {
 			rc = -errno;
 			snprintf(why, why_size, "renaming root.new: %s", strerror(errno));
