@@ -477,6 +477,23 @@ def test_utimens(root):
     assert read_all(p) == b"xy"
 
 
+@bounded(60)
+def test_inode_kept_after_rename_and_forget(root):
+    """An editor's save (a temp file renamed over the file) leaves the file
+    with the temp's inode number, and it keeps it once the kernel has
+    forgotten the inode (git status compares inode numbers)."""
+    doc, tmp = root / "doc.txt", root / ".doc.txt.tmp"
+    write_file(doc, b"one\n")
+    write_file(tmp, b"two\n")
+    os.rename(tmp, doc)
+    ino = os.stat(doc).st_ino
+    settle(root)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")  # dentries and inodes: the kernel forgets the file's inode
+    assert os.stat(doc).st_ino == ino
+    assert read_all(doc) == b"two\n"
+
+
 # ---- handles ------------------------------------------------------------------------------
 
 @bounded(60)

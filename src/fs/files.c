@@ -277,14 +277,24 @@ static void fnode_free(struct files *f, struct fnode *fn)
 	free(fn);
 }
 
+/*
+ * A node renamed here keeps the inode number of its old path: kept (as a
+ * time set by utimens is) after the kernel forgets it, so that the next
+ * lookup of its path finds the same number (`git status` compares them).
+ */
+static bool ino_moved(const struct fnode *fn)
+{
+	return fn->keyed && fn->ino != (fn->key_hash | FILES_INO_BIT);
+}
+
 void fnode_settle(struct files *f, struct fnode *fn)
 {
 	if (fn->opens || fn->pins) {
 		lru_remove(f, fn);
 		return;
 	}
-	if (fn->nlookup == 0 &&
-	    (!fn->keyed || (!fn->dirty && !fn->local_only && !fn->st && !fn->ov_set))) {
+	if (fn->nlookup == 0 && (!fn->keyed || (!fn->dirty && !fn->local_only && !fn->st &&
+						!fn->ov_set && !ino_moved(fn)))) {
 		/* Nobody can reach it, or nothing in it is worth keeping. */
 		fnode_free(f, fn);
 		return;
@@ -308,7 +318,8 @@ void files_evict(struct files *f)
 				stage_free(fn->st);
 				fn->st = NULL;
 			}
-			if (fn->nlookup == 0 && (!fn->ov_set || f->nretained > RETAIN_MAX))
+			if (fn->nlookup == 0 &&
+			    ((!fn->ov_set && !ino_moved(fn)) || f->nretained > RETAIN_MAX))
 				fnode_free(f, fn);
 			else if (fn->nlookup > 0)
 				lru_remove(f, fn);

@@ -41,6 +41,7 @@ struct fnode {
 	int64_t touched_ms; /* a directory: when quaverfs last changed what it holds */
 	/* A directory changed here: its mtime is this mount's clock until the sandbox is asked. */
 	bool estimated;
+	int64_t inval_ms; /* a directory: when the kernel's attributes were last dropped */
 
 	bool local_only; /* created here, not yet in the sandbox */
 	bool dirty;	 /* the staged copy is newer than the sandbox's file */
@@ -193,8 +194,11 @@ void listing_remove(struct files *f, const char *sb_id, const char *dir, const c
  * shown again (the kernel's are dropped). Until the sandbox is asked again
  * (at a stat after FILES_TTL_MS, or a listing of its parent made after the
  * change), its mtime is this mount's clock at the change: a stat in between
- * (every path walk through it checks permissions) asks nothing.
+ * (every path walk through it checks permissions) asks nothing. The
+ * kernel's attributes are dropped at most every DIR_INVAL_MS: a burst of
+ * creates in one directory does not cost a getattr each.
  */
+#define DIR_INVAL_MS 100
 void dir_touched(struct files *f, const char *sb_id, const char *dir);
 /* Directory @dir was just made here (asked at @at_ms): its listing, empty, without a request. */
 void listing_new_empty(struct files *f, const char *sb_id, const char *dir, int64_t at_ms);

@@ -247,8 +247,10 @@ void dir_touched(struct files *f, const char *sb_id, const char *dir)
 		fn->attr_ms = fn->touched_ms;
 		fn->estimated = true;
 	}
-	if (fn->nlookup && f->inval.inode)
+	if (fn->nlookup && f->inval.inode && fn->touched_ms - fn->inval_ms >= DIR_INVAL_MS) {
+		fn->inval_ms = fn->touched_ms;
 		f->inval.inode(f->inval.arg, fn->ino, -1, 0);
+	}
 }
 
 void listing_drop_tree(struct files *f, const char *sb_id, const char *path)
