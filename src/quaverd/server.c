@@ -20,15 +20,18 @@
  * it does not answer "Expect: 100-continue"; it does not read a connection
  * whose request is being handled (so a client close would make poll spin);
  * it keeps no raw copy of the query string; it ends the request line at an
- * encoded CR or LF; it mis-parses pipelined requests that have a body.
+ * encoded CR or LF; it mis-parses pipelined requests that have a body; it
+ * sends at most 4 KB per write unless told otherwise, buffers the rest,
+ * and only pretends to complete a transaction while that buffer drains.
  * A request holds an lws header table until its response is out, so at
  * most MAX_HEADER_TABLES requests are in progress at once (more wait for a
  * table). A handler may take as long as it needs (tested with 7 minutes).
  *
  * Websockets. An upgrade never becomes a job: LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
- * builds an http_request and asks cfg->ws_ops to route it (refusals are
- * answered as HTTP errors), the accepted connection becomes a ws_conn (ws.c)
- * attached to the session data, and lws's websocket callbacks go to ws.c.
+ * builds an http_request and hands it to ws.c, which asks cfg->ws_ops to
+ * route it (refusals are answered as HTTP errors); the accepted connection
+ * becomes a ws_conn attached to the session data, and lws's websocket
+ * callbacks go to ws.c.
  */
 #include "http.h"
 
@@ -115,21 +118,6 @@ struct job {
 	uint64_t sent;
 };
 
-/*
- * An accepted upgrade whose Sec-WebSocket-Protocol list lws 4.1 would
- * refuse (see ws_confirm_upgrade): its socket, taken from lws, and what to
- * serve on it once it comes back with a request lws can handle.
- */
-struct ws_handoff {
-	struct ws_handoff *next;
-	int fd;		/* ours until lws adopts it */
-	int adopted_fd; /* the socket lws adopted, for its second upgrade */
-	struct ws_accept acc;
-	char peer[64];
-	struct buf request; /* the request lws is given with the socket */
-	bool taken;	    /* its second upgrade used it */
-};
-
 /* lws per-session data: the job of the transaction in progress, or the websocket. */
 struct conn {
 	struct job *job;
@@ -162,14 +150,8 @@ struct http_server {
 	unsigned char iobuf[LWS_PRE + WRITE_CHUNK]; /* service thread only */
 
 	/* websockets (service thread only, but for the hub) */
-	const struct ws_ops *ws_ops;
-	void *ws_ctx;
 	struct ws_hub *hub;
-	struct lws *pending_wsi; /* accepted in CONFIRM_UPGRADE, not yet established */
-	struct ws_conn *pending;
-	char ws_protocol_name[64];   /* the name of protocols[1], set per upgrade */
-	struct ws_handoff *handoffs; /* upgrades waiting to be adopted again (see ws_handoff) */
-	struct ws_handoff *adopting; /* the one being adopted right now */
+	struct ws_upgrades *upgrades;
 	struct lws_protocols protocols[3];
 };
 
@@ -1084,287 +1066,33 @@ static int on_writeable(struct http_server *srv, struct lws *wsi, struct conn *c
 }
 
 /* ------------------------------------------------------------------------- */
-/* The lws protocol callback                                                 */
-
-/* ------------------------------------------------------------------------- */
-/* Websocket upgrades                                                         */
-
-/* Answers a refused upgrade with an ordinary HTTP error; the client then closes. */
-static void refuse_upgrade(struct lws *wsi, const struct http_request *req, int status,
-			   const char *msg)
-{
-	struct http_response resp;
-	struct buf out = BUF_INIT;
-
-	http_response_init(&resp);
-	http_reply_error(&resp, req, status, "%s", msg[0] ? msg : "The upgrade was refused.");
-	if (buf_reserve(&out, LWS_PRE + 256 + resp.body.len) == 0) {
-		out.len = LWS_PRE;
-		if (buf_printf(&out,
-			       "HTTP/1.1 %d %s\r\nServer: quaverd\r\nContent-Type: %s\r\n"
-			       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			       resp.status, http_reason(resp.status), resp.content_type,
-			       resp.body.len) == 0 &&
-		    buf_append(&out, resp.body.data, resp.body.len) == 0 &&
-		    lws_write(wsi, (unsigned char *)out.data + LWS_PRE, out.len - LWS_PRE,
-			      LWS_WRITE_HTTP_HEADERS) < 0)
-			log_debug("could not send the refusal of a websocket upgrade");
-	}
-	log_debug("GET %s (websocket) %d", req->path ? req->path : "?", resp.status);
-	buf_free(&out);
-	http_response_clear(&resp);
-}
-
-/* Splits a Sec-WebSocket-Protocol list in place; returns how many tokens. */
-static size_t split_protocols(char *list, const char **out, size_t max)
-{
-	size_t n = 0;
-
-	for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && n < max;
-	     tok = strtok_r(NULL, ",", &save)) {
-		char *end;
-
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		end = tok + strlen(tok);
-		while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		if (*tok)
-			out[n++] = tok;
-	}
-	return n;
-}
-
-/* What lws 4.1 can take of a Sec-WebSocket-Protocol list (lws_process_ws_upgrade). */
-#define LWS_PROTOCOL_LIST_MAX 126
-#define LWS_PROTOCOL_TOKEN_MAX 63
-
-/*
- * Whether lws would refuse the offered list before it reaches @echo: it
- * reads the list into 128 bytes and gives up on the first token over 63
- * characters (the SDK's X-Daytona-Pty-Envs~ token carries the envs, and
- * comes first).
- */
-static bool lws_refuses_protocols(struct lws *wsi, const char *const *offered, size_t noffered,
-				  const char *echo)
-{
-	if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > LWS_PROTOCOL_LIST_MAX)
-		return true;
-	for (size_t i = 0; i < noffered; i++) {
-		if (strlen(offered[i]) > LWS_PROTOCOL_TOKEN_MAX)
-			return true;
-		if (!strcmp(offered[i], echo))
-			break;
-	}
-	return false;
-}
-
-static void handoff_free(struct ws_handoff *h)
-{
-	if (!h)
-		return;
-	if (!h->taken && h->acc.handler && h->acc.handler->on_close)
-		h->acc.handler->on_close(h->acc.arg, NULL);
-	if (h->fd >= 0)
-		close(h->fd);
-	buf_free(&h->request);
-	free(h);
-}
-
-/*
- * lws 4.1 cannot be made to skip its own protocol matching, so an upgrade
- * it would refuse (routed and accepted already) is handed back to it as a
- * new connection: the socket is moved to a new descriptor (the old one now
- * names a dead socketpair end, which lws closes as it hangs up), and once
- * this callback has returned, lws adopts the socket with a request that
- * offers only the token we echo (ws_adopt_handoffs). That request's
- * upgrade finds the handoff by its socket and serves what was accepted
- * here. The client sees one handshake: its own key, our echo.
- *
- * 0 when handed off (the caller hangs up on @wsi), -1 when it could not be.
- */
-static int ws_handoff(struct http_server *srv, struct lws *wsi, const struct ws_accept *acc,
-		      const char *echo, const char *peer)
-{
-	struct ws_handoff *h = calloc(1, sizeof(*h));
-	int fd = (int)lws_get_socket_fd(wsi), pair[2] = {-1, -1};
-	char *key = NULL;
-
-	if (!h)
-		return -1;
-	h->fd = -1;
-	h->acc = *acc;
-	copy_str(h->acc.protocol, sizeof(h->acc.protocol), echo);
-	copy_str(h->peer, sizeof(h->peer), peer);
-	if (fd < 0 || copy_token(wsi, WSI_TOKEN_KEY, &key) <= 0 ||
-	    buf_printf(&h->request,
-		       "GET /quaverd-websocket-handoff HTTP/1.1\r\nHost: quaverd\r\n"
-		       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-		       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
-		       "Sec-WebSocket-Protocol: %s\r\n\r\n",
-		       key, echo) < 0)
-		goto fail;
-	h->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (h->fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair))
-		goto fail;
-	if (dup3(pair[0], fd, O_CLOEXEC) < 0)
-		goto fail;
-	close(pair[0]);
-	close(pair[1]);
-	free(key);
-	h->next = srv->handoffs;
-	srv->handoffs = h;
-	lws_cancel_service(srv->lws); /* ws_adopt_handoffs, outside this callback */
-	return 0;
-fail:
-	log_warn("cannot hand a websocket upgrade over to a new connection: %s", strerror(errno));
-	if (pair[0] >= 0) {
-		close(pair[0]);
-		close(pair[1]);
-	}
-	h->taken = true; /* the caller still owns acc */
-	handoff_free(h);
-	free(key);
-	return -1;
-}
-
-/* Service thread, outside any callback of theirs: lws takes the handed-off sockets back. */
-static void ws_adopt_handoffs(struct http_server *srv)
-{
-	while (srv->handoffs) {
-		struct ws_handoff *h = srv->handoffs;
-		struct lws *wsi;
-		int fd = h->fd;
-
-		srv->handoffs = h->next;
-		srv->adopting = h;
-		/* lws owns the descriptor from here, also when adopting fails */
-		h->fd = -1;
-		h->adopted_fd = fd;
-		wsi =
-		    lws_adopt_socket_vhost_readbuf(srv->vhost, fd, h->request.data, h->request.len);
-		srv->adopting = NULL;
-		if (!h->taken)
-			log_debug("websocket %s: the handed-off upgrade was not served (%s)",
-				  h->peer, wsi ? "deferred by lws" : "adoption failed");
-		handoff_free(h);
-	}
-}
-
-/* The upgrade of an adopted handoff: serve what was accepted for it. 0, or -1 to hang up. */
-static int ws_take_handoff(struct http_server *srv, struct lws *wsi)
-{
-	struct ws_handoff *h = srv->adopting;
-
-	srv->adopting = NULL;
-	h->taken = true;
-	copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), h->acc.protocol);
-	srv->pending = ws_conn_new(srv->hub, &h->acc, h->peer);
-	if (!srv->pending) {
-		if (h->acc.handler->on_close)
-			h->acc.handler->on_close(h->acc.arg, NULL);
-		return -1;
-	}
-	srv->pending_wsi = wsi;
-	return 0;
-}
+/* Websocket upgrades (routed and answered in ws.c)                           */
 
 /*
  * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: the request is parsed and the handshake
- * not yet sent. Routes the upgrade (ws_ops decides, auth included) and
- * answers refusals with an HTTP status.
- *
- * Subprotocols: lws 4.1 accepts an offered token only when a protocol of
- * that exact name exists, and answers with that protocol's name. Daytona's
- * tokens carry values (X-Daytona-SDK-Version~0.218.0), so protocols[1] is a
- * catch-all whose name is set here, just before lws matches the list, to the
- * token we echo; lws matches and writes the handshake synchronously on this
- * same thread, so the name cannot change in between. lws also refuses a
- * protocol list over 126 bytes, or a token over 63 characters before the
- * one it matches: such an upgrade is handed off (ws_handoff).
- *
- * Returns 0 to go on with the upgrade, 1 when refused with an answer.
+ * not yet sent. Returns 0 to go on with the upgrade, 1 when refused with an
+ * HTTP answer, -1 to hang up.
  */
-static int ws_confirm_upgrade(struct http_server *srv, struct lws *wsi, struct conn *conn)
+static int ws_confirm_upgrade(struct http_server *srv, struct lws *wsi)
 {
 	struct http_request req;
-	struct ws_accept acc;
-	const char *offered[16];
-	size_t noffered = 0;
-	char msg[256] = "";
+	const char *why = "";
 	char *list = NULL;
-	int status, rc = 1;
+	int status = 0, rc;
 
-	(void)conn;
 	memset(&req, 0, sizeof(req));
-	memset(&acc, 0, sizeof(acc));
-	if (srv->pending) {
-		/* an earlier upgrade that never reached FILTER_PROTOCOL_CONNECTION */
-		ws_conn_closed(srv->pending);
-		srv->pending = NULL;
-		srv->pending_wsi = NULL;
-	}
-	if (srv->adopting && (int)lws_get_socket_fd(wsi) == srv->adopting->adopted_fd)
-		return ws_take_handoff(srv, wsi);
 	copy_str(req.method, sizeof(req.method), "GET");
 	req.received_ms = now_mono_ms();
 	peer_name(wsi, req.peer, sizeof(req.peer));
 	if (copy_token(wsi, WSI_TOKEN_GET_URI, &req.path) <= 0 || collect_params(wsi, &req) < 0 ||
 	    collect_headers(wsi, &req) < 0 || copy_token(wsi, WSI_TOKEN_PROTOCOL, &list) < 0) {
 		status = req.path ? 500 : 400;
-		copy_str(msg, sizeof(msg), "The upgrade request cannot be read.");
+		why = "The upgrade request cannot be read.";
 	} else if (atomic_load(&srv->draining)) {
 		status = 503;
-		copy_str(msg, sizeof(msg), "quaverd is shutting down.");
-	} else if (!srv->ws_ops) {
-		status = 404;
-		snprintf(msg, sizeof(msg), "No websocket is served at %s.", req.path);
-	} else {
-		if (list)
-			noffered = split_protocols(list, offered, ARRAY_SIZE(offered));
-		status = srv->ws_ops->upgrade(srv->ws_ctx, &req, offered, noffered, &acc, msg,
-					      sizeof(msg));
+		why = "quaverd is shutting down.";
 	}
-	if (status) {
-		refuse_upgrade(wsi, &req, status, msg);
-		goto out;
-	}
-	if (noffered) {
-		const char *echo = acc.protocol[0] ? acc.protocol : offered[0];
-
-		if (strlen(echo) >= sizeof(srv->ws_protocol_name)) {
-			if (acc.handler->on_close)
-				acc.handler->on_close(acc.arg, NULL);
-			refuse_upgrade(
-			    wsi, &req, 400,
-			    "Offer a subprotocol quaverd can echo (at most 63 characters).");
-			goto out;
-		}
-		if (lws_refuses_protocols(wsi, offered, noffered, echo)) {
-			if (ws_handoff(srv, wsi, &acc, echo, req.peer) < 0) {
-				if (acc.handler->on_close)
-					acc.handler->on_close(acc.arg, NULL);
-			} else {
-				log_debug("GET %s (websocket) handed off to echo %s", req.path,
-					  echo);
-			}
-			rc = -1;
-			goto out;
-		}
-		copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), echo);
-	}
-	srv->pending = ws_conn_new(srv->hub, &acc, req.peer);
-	if (!srv->pending) {
-		if (acc.handler->on_close)
-			acc.handler->on_close(acc.arg, NULL);
-		rc = -1;
-		goto out;
-	}
-	srv->pending_wsi = wsi;
-	log_debug("GET %s (websocket) 101%s%s", req.path, noffered ? " " : "",
-		  noffered ? srv->ws_protocol_name : "");
-	rc = 0;
-out:
+	rc = ws_upgrade_confirm(srv->upgrades, srv->hub, wsi, &req, list, status, why);
 	free(list);
 	http_request_clear(&req);
 	return rc;
@@ -1373,14 +1101,17 @@ out:
 /* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: the ws session data exists; attach the connection. */
 static int ws_filter(struct http_server *srv, struct lws *wsi, struct conn *conn)
 {
-	if (!conn || !srv->pending || srv->pending_wsi != wsi)
+	struct ws_conn *ws = conn ? ws_upgrade_attach(srv->upgrades, wsi) : NULL;
+
+	if (!ws)
 		return 1;
 	conn->job = NULL;
-	conn->ws = srv->pending;
-	srv->pending = NULL;
-	srv->pending_wsi = NULL;
+	conn->ws = ws;
 	return 0;
 }
+
+/* ------------------------------------------------------------------------- */
+/* The lws protocol callback                                                 */
 
 /* The callback proper: nonzero asks lws to close the connection. */
 static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -1420,8 +1151,8 @@ static int handle_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		return conn ? on_writeable(srv, wsi, conn) : 0;
 
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-		if (srv->handoffs && !atomic_load(&srv->stop_service))
-			ws_adopt_handoffs(srv);
+		if (!atomic_load(&srv->stop_service))
+			ws_upgrades_service(srv->upgrades, srv->vhost);
 		collect_done(srv);
 		if (srv->hub && !atomic_load(&srv->stop_service))
 			ws_hub_service(srv->hub);
@@ -1469,7 +1200,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
 		/* here >0 means "answered with an HTTP status", <0 "hang up" */
 		struct http_server *srv = lws_context_user(lws_get_context(wsi));
 
-		return ws_confirm_upgrade(srv, wsi, user);
+		return ws_confirm_upgrade(srv, wsi);
 	}
 	/* Some callers in lws close only on a negative return (WRITEABLE), others on any nonzero.
 	 */
@@ -1565,16 +1296,8 @@ static void free_server(struct http_server *srv)
 	if (srv->lws)
 		lws_context_destroy(srv->lws); /* closes connections: jobs get orphaned or freed */
 	srv->lws = NULL;
-	if (srv->pending) {
-		ws_conn_closed(srv->pending);
-		srv->pending = NULL;
-	}
-	while (srv->handoffs) {
-		struct ws_handoff *h = srv->handoffs;
-
-		srv->handoffs = h->next;
-		handoff_free(h);
-	}
+	ws_upgrades_free(srv->upgrades);
+	srv->upgrades = NULL;
 	/* jobs the workers finished but nobody collected: all orphaned now */
 	rest = srv->done_head;
 	while (rest) {
@@ -1619,24 +1342,28 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 	pthread_cond_init(&srv->work_cond, NULL);
 	srv->ops = cfg->ops;
 	srv->ctx = cfg->ctx;
-	srv->ws_ops = cfg->ws_ops;
-	srv->ws_ctx = cfg->ws_ctx;
+	srv->upgrades = ws_upgrades_new(cfg->ws_ops, cfg->ws_ctx);
+	if (!srv->upgrades) {
+		pthread_mutex_destroy(&srv->lock);
+		pthread_cond_destroy(&srv->work_cond);
+		free(srv);
+		*err = -ENOMEM;
+		return NULL;
+	}
 	/*
 	 * protocols[0] serves HTTP and the websockets that offer no
 	 * subprotocol; protocols[1] is the catch-all for those that do, named
-	 * per upgrade after the token we echo (see ws_confirm_upgrade).
-	 */
-	/*
-	 * tx_packet_size: without it lws sends at most 4 KB per write and
-	 * copies the rest of each WRITE_CHUNK into its own buffer.
+	 * per upgrade after the token we echo (ws.h, ws_upgrades). tx_packet_size:
+	 * without it lws sends at most 4 KB per write and copies the rest of
+	 * each WRITE_CHUNK into its own buffer.
 	 */
 	srv->protocols[0] = (struct lws_protocols){.name = "http",
 						   .callback = callback_http,
 						   .per_session_data_size = sizeof(struct conn),
 						   .tx_packet_size = WRITE_CHUNK};
-	copy_str(srv->ws_protocol_name, sizeof(srv->ws_protocol_name), "quaverd-none");
-	srv->protocols[1] = (struct lws_protocols){
-	    srv->ws_protocol_name, callback_http, sizeof(struct conn), 0, 0, NULL, 0};
+	srv->protocols[1] = (struct lws_protocols){.name = ws_upgrades_protocol_name(srv->upgrades),
+						   .callback = callback_http,
+						   .per_session_data_size = sizeof(struct conn)};
 	srv->listen_addr = strdup(cfg->listen_addr ? cfg->listen_addr : "127.0.0.1");
 	srv->spool_dir = strdup(cfg->spool_dir ? cfg->spool_dir : "/tmp");
 	srv->nworkers = 0;

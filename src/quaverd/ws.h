@@ -99,6 +99,34 @@ void ws_conn_closed(struct ws_conn *conn);
 /* Service thread, on LWS_CALLBACK_EVENT_WAIT_CANCELLED: asks WRITEABLE for woken connections. */
 void ws_hub_service(struct ws_hub *hub);
 
+/*
+ * The upgrades of one server in progress (service thread only). lws 4.1
+ * answers a subprotocol only when a protocol of that exact name exists, and
+ * Daytona's tokens carry values: the server's catch-all protocol is named
+ * ws_upgrades_protocol_name(), which ws_upgrade_confirm sets to the token
+ * it echoes just before lws matches (synchronously, on the same thread).
+ */
+struct ws_upgrades;
+
+/* @ops NULL: every upgrade is refused (404). */
+struct ws_upgrades *ws_upgrades_new(const struct ws_ops *ops, void *ctx);
+void ws_upgrades_free(struct ws_upgrades *u);
+/* The name buffer of the catch-all protocol (stable for the life of @u). */
+const char *ws_upgrades_protocol_name(struct ws_upgrades *u);
+/*
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE with the request server.c parsed and
+ * the raw Sec-WebSocket-Protocol list (NULL when none; split in place). A
+ * nonzero @status refuses with @why. Returns 0 to go on with the upgrade,
+ * 1 when refused with an HTTP answer, -1 to hang up (also after handing
+ * the socket off to a new connection).
+ */
+int ws_upgrade_confirm(struct ws_upgrades *u, struct ws_hub *hub, struct lws *wsi,
+		       const struct http_request *req, char *list, int status, const char *why);
+/* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: the connection accepted for @wsi, or NULL. */
+struct ws_conn *ws_upgrade_attach(struct ws_upgrades *u, struct lws *wsi);
+/* Service thread, outside any callback of a handed-off connection: lws adopts them again. */
+void ws_upgrades_service(struct ws_upgrades *u, struct lws_vhost *vhost);
+
 #endif
 
 #endif
