@@ -310,13 +310,19 @@ def test_mkdir_names_and_errors(tm):
     os.rmdir(base / "sized")
 
 
+def toolbox_url(m, sandbox):
+    """The sandbox's toolboxProxyUrl (its own port in quaverd's cloud-like mode)."""
+    import json
+    return json.loads(m.read("sandboxes", sandbox, "info.json"))["toolboxProxyUrl"].rstrip("/")
+
+
 def toolbox(tm, method, path, body=None):
     """A toolbox call to quaverd for sandbox SA (as the SDK would make it)."""
     import json
     import urllib.request
     sb_id = tm.read("sandboxes", SA, "id").strip()
-    base = tm.qd.url.rsplit("/api", 1)[0]
-    req = urllib.request.Request(f"{base}/toolbox/{sb_id}/{path}", method=method,
+    base = toolbox_url(tm, SA)
+    req = urllib.request.Request(f"{base}/{sb_id}/{path}", method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Authorization": f"Bearer {tm.qd.token}",
                                           "Content-Type": "application/json"})
@@ -445,8 +451,8 @@ def test_websocket_dropped_reader_gets_eio(make_mount):
     name = pty_name()
     try:
         prompt(t)
-        port = m.qd.url.split(":")[-1].split("/")[0]
-        # kill quaverfs's connections to quaverd (the websocket among them)
+        # kill quaverfs's connections to quaverd's toolbox (the websocket among them)
+        port = toolbox_url(m, "fw").split(":")[-1].split("/")[0]
         r = run(["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{port}"])
         assert r.returncode == 0, r
         t0 = time.monotonic()

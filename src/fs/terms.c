@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "core.h"
@@ -502,6 +503,27 @@ static int fail(struct dt_error *err, int e, const char *fmt, ...)
 	return -e;
 }
 
+#define ATTACH_TRIES 3
+
+/* A server's passing trouble (503, 502, 429...), worth another try. */
+static bool retryable(int ret, const struct dt_error *err)
+{
+	return ret == -EAGAIN || (ret == -EIO && err->http_status >= 500);
+}
+
+/* Sleeps @ms; true when the caller was interrupted meanwhile. */
+static bool sleep_or_cancel(int ms)
+{
+	for (int slept = 0; slept < ms; slept += 20) {
+		struct timespec ts = {0, 20 * 1000000L};
+
+		if (core_cancelled())
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return core_cancelled();
+}
+
 /* Starts a pending terminal on the backend and connects to it. */
 static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 {
@@ -527,7 +549,19 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		goto out;
 	/* env values stay owned by @tm: only this thread (attach_lock) replaces them */
 	if (pending) {
-		ret = TB_CALL(f, tm->sb_id, err, tb, dt_pty_create(tb->tb, &p, err));
+		/*
+		 * A POST is not retried by the client (it may have been done):
+		 * after a 5xx, ask again, and a 409 then means the first one was.
+		 */
+		for (int try = 0; try < ATTACH_TRIES; try++) {
+			ret = TB_CALL(f, tm->sb_id, err, tb, dt_pty_create(tb->tb, &p, err));
+			if (ret == -EEXIST && try > 0)
+				ret = 0;
+			if (!retryable(ret, err))
+				break;
+			if (sleep_or_cancel(100 << try))
+				break;
+		}
 		if (ret < 0)
 			goto out;
 		pthread_mutex_lock(&t->lock);
@@ -535,8 +569,13 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		envs_clear(tm);
 		pthread_mutex_unlock(&t->lock);
 	}
-	ret = TB_CALL(f, tm->sb_id, err, tb,
-		      dt_pty_connect(t->hub, tb->tb, tm->name, &pty_handler, tm, 0, &conn, err));
+	for (int try = 0; try < ATTACH_TRIES; try++) {
+		ret = TB_CALL(f, tm->sb_id, err, tb,
+			      dt_pty_connect(t->hub, tb->tb, tm->name, &pty_handler, tm, 0, &conn,
+					     err));
+		if (!retryable(ret, err) || sleep_or_cancel(100 << try))
+			break;
+	}
 	if (ret < 0)
 		goto out;
 	pthread_mutex_lock(&t->lock);
