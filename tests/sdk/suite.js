@@ -161,9 +161,20 @@ async function create(params, options) {
 	return sb;
 }
 
+// create, checked: started, with the labels asked for.
+async function createStarted(params) {
+	const sb = await create(params);
+	assert.ok(sb.id, 'no id');
+	assert.equal(sb.state, 'started');
+	assert.deepEqual(sb.labels, { ...sb.labels, ...(params.labels || {}) });
+	return sb;
+}
+
+// Sandbox.delete, checked: on its way out, then gone.
 async function remove(sb) {
 	await sb.delete();
 	made.delete(sb.id);
+	assert.ok(['destroying', 'destroyed'].includes(sb.state), `state ${sb.state}`);
 }
 
 // ---- groups ------------------------------------------------------------------
@@ -624,10 +635,13 @@ groups.files = async () => {
 groups.keepalive = async () => {
 	// Back-to-back calls on one keep-alive connection: a download of a few
 	// KB, then a POST with a body (another download, a replace).
-	const sb = await check('Daytona.create (keep-alive)', async () => create({ labels: { run: RUN } }));
+	const sb = await check('Daytona.create (keep-alive)', async () => createStarted({ labels: { run: RUN } }));
 	const path = '/home/daytona/ka.txt';
 	const content = 'x'.repeat(5000) + '\n';
-	await check('fs.uploadFile (keep-alive)', async () => sb.fs.uploadFile(Buffer.from(content), path));
+	await check('fs.uploadFile (keep-alive)', async () => {
+		await sb.fs.uploadFile(Buffer.from(content), path);
+		assert.equal((await sb.fs.getFileDetails(path)).size, content.length);
+	});
 	await check('fs.downloadFile twice in a row', async () => {
 		assert.equal((await sb.fs.downloadFile(path)).toString(), content);
 		assert.equal((await sb.fs.downloadFile(path)).toString(), content);
@@ -719,13 +733,24 @@ groups.volumefiles = async () => {
 			return now.state === 'ready' ? now : null;
 		});
 	});
-	const alice = await check('Daytona.create (volume subpath mount)', async () =>
-		create({
+	const alice = await check('Daytona.create (volume subpath mount)', async () => {
+		const sb = await createStarted({
 			labels: { run: RUN },
 			volumes: [{ volumeId: vol.id, mountPath: '/home/daytona/data', subpath: 'users/alice' }],
-		}));
-	const whole = await check('Daytona.create (whole volume mount)', async () =>
-		create({ labels: { run: RUN }, volumes: [{ volumeId: vol.name, mountPath: '/mnt/vol' }] }));
+		});
+		assert.deepEqual(sb.volumes.map((v) => [v.volumeId, v.mountPath, v.subpath]), [
+			[vol.id, '/home/daytona/data', 'users/alice'],
+		]);
+		return sb;
+	});
+	const whole = await check('Daytona.create (whole volume mount)', async () => {
+		const sb = await createStarted({
+			labels: { run: RUN },
+			volumes: [{ volumeId: vol.name, mountPath: '/mnt/vol' }],
+		});
+		assert.deepEqual(sb.volumes.map((v) => [v.volumeId, v.mountPath]), [[vol.id, '/mnt/vol']]);
+		return sb;
+	});
 
 	await check('fs.uploadFile into a subpath mount, read through the whole volume', async () => {
 		await alice.fs.uploadFile(Buffer.from('shared bytes\n'), '/home/daytona/data/hello.txt');
@@ -740,12 +765,22 @@ groups.volumefiles = async () => {
 		made.delete(alice.id);
 		await whole.delete(60, true);
 		made.delete(whole.id);
+		await rejects(daytona.get(alice.id), DaytonaNotFoundError);
 		await daytona.volume.delete(vol);
+		await waitFor('volume gone', async () => {
+			try {
+				await daytona.volume.get(name);
+				return false;
+			} catch (err) {
+				if (err instanceof DaytonaNotFoundError) return true;
+				throw err;
+			}
+		});
 	});
 };
 
 groups.sessions = async () => {
-	const sb = await check('Daytona.create (sessions)', async () => create({ labels: { run: RUN } }));
+	const sb = await check('Daytona.create (sessions)', async () => createStarted({ labels: { run: RUN } }));
 	const proc = sb.process;
 	const sid = `sdk-session-${RUN}`;
 
@@ -801,7 +836,7 @@ groups.sessions = async () => {
 
 groups.sessionlogs = async () => {
 	// getSessionCommandLogs with callbacks follows the logs over a websocket.
-	const sb = await check('Daytona.create (session logs)', async () => create({ labels: { run: RUN } }));
+	const sb = await check('Daytona.create (session logs)', async () => createStarted({ labels: { run: RUN } }));
 	const proc = sb.process;
 	const sid = `sdk-logs-${RUN}`;
 	const cmd = await check('process.executeSessionCommand (runAsync, for streamed logs)', async () => {
@@ -829,7 +864,7 @@ groups.sessionlogs = async () => {
 };
 
 groups.pty = async () => {
-	const sb = await check('Daytona.create (pty)', async () => create({ labels: { run: RUN } }));
+	const sb = await check('Daytona.create (pty)', async () => createStarted({ labels: { run: RUN } }));
 	let output = '';
 	const decoder = new TextDecoder();
 	const pty = await check('process.createPty', async () => {
