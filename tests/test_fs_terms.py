@@ -349,6 +349,12 @@ def test_terminal_made_by_the_api_is_listed_and_attachable(tm):
         t.close()
     os.rmdir(base / name)  # kills it on the backend too
     assert toolbox(tm, "GET", f"process/pty/{name}")[0] == 404
+    # one only looked at here and killed elsewhere leaves the listing
+    other = name + "-b"
+    assert toolbox(tm, "POST", "process/pty", {"id": other})[0] == 201
+    assert (base / other / "size").read_text() == "80 24\n"
+    assert toolbox(tm, "DELETE", f"process/pty/{other}")[0] == 200
+    assert other not in os.listdir(base)
 
 
 @bounded(60)

@@ -570,9 +570,9 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		pthread_mutex_unlock(&t->lock);
 	}
 	for (int try = 0; try < ATTACH_TRIES; try++) {
-		ret = TB_CALL(f, tm->sb_id, err, tb,
-			      dt_pty_connect(t->hub, tb->tb, tm->name, &pty_handler, tm, 0, &conn,
-					     err));
+		ret = TB_CALL(
+		    f, tm->sb_id, err, tb,
+		    dt_pty_connect(t->hub, tb->tb, tm->name, &pty_handler, tm, 0, &conn, err));
 		if (!retryable(ret, err) || sleep_or_cancel(100 << try))
 			break;
 	}
@@ -781,6 +781,26 @@ int terms_rmdir(struct terms *t, const char *sb_id, const char *name, struct dt_
 
 /* ---- handles ---- */
 
+/*
+ * A terminal learnt from the backend (for a size or env handle, or an
+ * attach that failed) and never attached leaves the list with its last
+ * handle: the backend's listing speaks for it, and it may end elsewhere.
+ */
+static void unlist_if_idle(struct terms *t, struct term *tm)
+{
+	bool drop = false;
+
+	pthread_mutex_lock(&t->lock);
+	if (tm->listed && !tm->handles && !tm->pty_node && !tm->pending && !tm->conn &&
+	    !tm->ended && !tm->reconnecting) {
+		unlist_locked(t, tm);
+		drop = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (drop)
+		term_put(tm); /* the list's */
+}
+
 enum terms_node terms_handle_node(const struct terms_handle *h)
 {
 	return h->node;
@@ -894,8 +914,11 @@ int terms_open(struct terms *t, const char *sb_id, const char *sb_name, const ch
 			ret = term_attach(t, tm, err);
 	}
 	if (ret < 0) {
-		if (tm)
+		if (tm) {
+			if (node != TN_PTY)
+				unlist_if_idle(t, tm);
 			term_put(tm);
+		}
 		free(h);
 		return ret;
 	}
@@ -959,6 +982,7 @@ void terms_release(struct terms_handle *h)
 			log_info("%s: closed; the shell was killed", path);
 		term_put(tm); /* the list's */
 	}
+	unlist_if_idle(t, tm);
 	term_put(tm); /* the handle's */
 	buf_free(&h->value);
 	free(h);
