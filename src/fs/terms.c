@@ -856,6 +856,7 @@ static int pty_new(struct terms *t, const char *sb_id, const char *sb_name, uint
 {
 	struct term *tm;
 	char name[TERMS_NAME_MAX];
+	bool created;
 	int ret = -EEXIST;
 
 	for (int n = 1; n <= 16 && ret == -EEXIST; n++) {
@@ -882,7 +883,17 @@ static int pty_new(struct terms *t, const char *sb_id, const char *sb_name, uint
 		}
 		pthread_mutex_lock(&t->lock);
 		unlist_locked(t, tm);
+		created = !tm->pending;
 		pthread_mutex_unlock(&t->lock);
+		if (created) {
+			/* made but not connected (interrupted, no answer): no shell may stay behind
+			 */
+			struct dt_error kill_err = {0};
+
+			core_set_cancel(NULL, NULL); /* the caller's call ends here anyway */
+			TB_CALL(t->fs->files, sb_id, &kill_err, tb,
+				dt_pty_kill(tb->tb, tm->name, &kill_err));
+		}
 		term_put(tm);
 	}
 	return ret;
