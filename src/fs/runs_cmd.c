@@ -219,7 +219,7 @@ static void *follow_main(void *arg)
 		struct dt_error err = {0};
 		int64_t before = sink.at, total = 0;
 		bool exited;
-		int ret;
+		int ret, code;
 
 		if (follow_cancelled(c)) {
 			runs_cmd_finish(c, false, 0, EINTR, NULL);
@@ -228,6 +228,8 @@ static void *follow_main(void *arg)
 		ret = TB_CALL(r, c->sb, &err, t,
 			      dt_session_command_get(t->tb, c->session, c->id, &st, &err));
 		exited = ret == 0 && st.has_exit;
+		code = st.exit_code;
+		dt_session_command_clear(&st);
 		if (ret == 0)
 			ret = TB_CALL(r, c->sb, &err, t,
 				      dt_session_command_logs(t->tb, c->session, c->id, sink.at,
@@ -242,7 +244,6 @@ static void *follow_main(void *arg)
 				break;
 			}
 			if (err.transport && ++transport_failures < TRANSPORT_TRIES) {
-				dt_session_command_clear(&st);
 				usleep(200 * 1000);
 				continue;
 			}
@@ -254,16 +255,13 @@ static void *follow_main(void *arg)
 					  c->session, c->id);
 			runs_cmd_finish(c, false, 0, ret == -ENOENT || sink.error ? EIO : -ret,
 					&err);
-			dt_session_command_clear(&st);
 			break;
 		}
 		transport_failures = 0;
 		if (exited) {
-			runs_cmd_finish(c, true, st.exit_code, 0, NULL);
-			dt_session_command_clear(&st);
+			runs_cmd_finish(c, true, code, 0, NULL);
 			break;
 		}
-		dt_session_command_clear(&st);
 		delay = next_delay(delay, sink.at > before, sink.at);
 		follow_sleep(c, delay);
 	}
