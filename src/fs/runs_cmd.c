@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "files.h"
 #include "log.h"
 #include "runs_internal.h"
 #include "util.h"
@@ -145,11 +146,13 @@ static int spool_data(void *arg, const char *data, size_t len)
 void runs_cmd_finish(struct rcmd *c, bool exited, int code, int errnum, const struct dt_error *err)
 {
 	struct runs *r = c->r;
-	bool changed = false;
+	bool changed = false, ended_activity = false;
 
 	pthread_mutex_lock(&r->lock);
 	if (!c->done) {
 		changed = true;
+		ended_activity = c->activity;
+		c->activity = false;
 		c->done = true;
 		if (exited) {
 			c->exit_code = code;
@@ -160,6 +163,9 @@ void runs_cmd_finish(struct rcmd *c, bool exited, int code, int errnum, const st
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* Before any reader hears of the end: what the command wrote is asked for anew. */
+	if (ended_activity && r->fs->files)
+		files_sandbox_activity(r->fs->files, c->sb->id, false);
 	/* Readers get the failure (and the error nodes with it); the log says it once. */
 	if (changed && !exited && errnum != EINTR)
 		log_info("runs: command %s of session %s: %s", c->id, c->session, c->fail_msg);
@@ -496,6 +502,12 @@ static int code_command(const char *lang, const struct buf *code, struct buf *ou
 	return rc ? runs_fail(err, ENOMEM, "out of memory") : 0;
 }
 
+static void activity(struct runs *r, const char *sb_id, bool begin)
+{
+	if (r->fs->files)
+		files_sandbox_activity(r->fs->files, sb_id, begin);
+}
+
 /* Runs @line in session @o as the new latest command. */
 static int run_line(struct runs *r, const struct robj *o, const char *line, bool is_code,
 		    const struct buf *code, struct dt_error *err)
@@ -520,15 +532,31 @@ static int run_line(struct runs *r, const struct robj *o, const char *line, bool
 			goto out;
 		line = composed.data;
 	}
+	/*
+	 * files/ of the sandbox is strict while the command runs (files.h):
+	 * from before it starts until its follower sees it end.
+	 */
+	activity(r, o->sb_id, true);
 	ret = TB_CALL(r, sb, err, t, dt_session_exec(t->tb, o->session, line, true, &res, err));
 	if (ret == -ENOENT)
 		ret = runs_fail(err, ENOENT, "session %s is gone", o->session);
-	if (ret < 0)
-		goto out;
-	ret = runs_cmd_get(r, sb, o->session, res.cmd_id, &c, err);
+	if (ret == 0)
+		ret = runs_cmd_get(r, sb, o->session, res.cmd_id, &c, err);
 	if (ret == 0) {
+		bool handed = false;
+
+		pthread_mutex_lock(&r->lock);
+		if (!c->done) {
+			c->activity = true; /* runs_cmd_finish ends it */
+			handed = true;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (!handed)
+			activity(r, o->sb_id, false);
 		runs_set_latest(r, sb, o->session, c);
 		runs_cmd_unuse(r, c);
+	} else {
+		activity(r, o->sb_id, false);
 	}
 out:
 	dt_session_exec_result_clear(&res);

@@ -78,10 +78,11 @@ struct rcmd {
 	struct rsb *sb;
 	char session[SESSION_NAME_MAX + 1];
 	char id[CMD_ID_MAX];
-	int refs;    /* users plus the follower's */
-	int users;   /* handles, the ring, latest: when none is left the follower stops */
-	int handles; /* open output and exit nodes: without any, the follower polls slowly */
-	bool kicked; /* a reader came: poll now */
+	int refs;      /* users plus the follower's */
+	int users;     /* handles, the ring, latest: when none is left the follower stops */
+	int handles;   /* open output and exit nodes: without any, the follower polls slowly */
+	bool kicked;   /* a reader came: poll now */
+	bool activity; /* files_sandbox_activity(begin) was said for it: finishing ends it */
 	pthread_cond_t kick;
 	int spool_fd;
 	int64_t size; /* bytes spooled */
