@@ -350,71 +350,44 @@ static int build_root(struct store *st, struct sandbox *sb, struct snapshot *sna
 
 /* ---- the jobs of cloud-like mode (store_config.lasting_lifecycle) --------- */
 
-struct create_job {
-	struct sandbox *sb;
-	struct snapshot *snap; /* NULL: an empty tree */
-};
-
-/* Builds the tree of a sandbox created in cloud-like mode, then "started". */
+/*
+ * "creating" -> "started" once the delay has passed: the tree was built
+ * before the create answered, so the state lasts the delay and no more,
+ * however slow the disk is.
+ */
 static void job_create(struct store *st, void *arg)
 {
-	struct create_job *j = arg;
-	struct sandbox *sb = j->sb;
-	int64_t start = now_mono_ms();
-	char why[384] = "";
-	int rc;
+	struct sandbox *sb = arg;
 
-	rc = build_root(st, sb, j->snap, why, sizeof(why));
-	store_sleep_until(st, start + st->cfg.lifecycle_delay_ms);
+	store_sleep_until(st, now_mono_ms() + st->cfg.lifecycle_delay_ms);
 	pthread_mutex_lock(&sb->op);
-	if (rc == 0) {
-		set_state(st, sb, SB_STARTED, SB_STARTED);
-		if (store_runtime_start(st, sb) < 0) {
-			pthread_mutex_lock(&st->lock);
-			set_error_locked(st, sb, "its processes did not start");
-			pthread_mutex_unlock(&st->lock);
-		}
-	} else {
-		char reason[STORE_REASON_MAX];
-
-		snprintf(reason, sizeof(reason), "create failed: %s", why);
+	set_state(st, sb, SB_STARTED, SB_STARTED);
+	if (store_runtime_start(st, sb) < 0) {
 		pthread_mutex_lock(&st->lock);
-		set_error_locked(st, sb, reason);
+		set_error_locked(st, sb, "its processes did not start");
 		pthread_mutex_unlock(&st->lock);
 	}
 	sb_save(st, sb);
 	pthread_mutex_unlock(&sb->op);
 	store_job_done(st, &sb->job);
-	snap_put(st, j->snap);
 	sb_put(st, sb);
-	free(j);
 }
 
-/* Hands a new record (op mutex held, state creating) to job_create. */
-static int spawn_create(struct store *st, struct sandbox *sb, struct snapshot *snap)
+/* Hands a new record (op mutex held, state creating, tree built) to job_create. */
+static int spawn_create(struct store *st, struct sandbox *sb)
 {
-	struct create_job *j = calloc(1, sizeof(*j));
 	int rc;
 
-	if (!j)
-		return -ENOMEM;
-	j->sb = sb;
-	j->snap = snap;
 	pthread_mutex_lock(&st->lock);
 	sb->job = true;
 	sb->refs++;
-	if (snap)
-		snap->refs++;
 	pthread_mutex_unlock(&st->lock);
-	rc = store_spawn(st, job_create, j);
+	rc = store_spawn(st, job_create, sb);
 	if (rc < 0) {
 		pthread_mutex_lock(&st->lock);
 		sb->job = false;
 		sb->refs--;
-		if (snap)
-			snap->refs--;
 		pthread_mutex_unlock(&st->lock);
-		free(j);
 	}
 	return rc;
 }
@@ -640,16 +613,12 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 		snprintf(why, sizeof(why), "writing its record: %s", strerror(-rc));
 		goto undo;
 	}
+	rc = build_root(st, sb, snap, why, sizeof(why));
+	if (rc < 0)
+		goto undo;
 	if (st->cfg.lasting_lifecycle) {
-		/*
-		 * Cloud-like: answer "creating" now; a job builds the tree. The
-		 * volumes' subpaths are made first, so that a bad one (a symlink
-		 * planted in the volume) refuses the create as it does otherwise.
-		 */
-		rc = make_subpaths(st, sb->info.volumes, why, sizeof(why));
-		if (rc < 0)
-			goto undo;
-		rc = spawn_create(st, sb, snap);
+		/* Cloud-like: the answer says "creating"; a job starts it later. */
+		rc = spawn_create(st, sb);
 		if (rc < 0) {
 			snprintf(why, sizeof(why), "starting its job: %s", strerror(-rc));
 			goto undo;
@@ -660,9 +629,6 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 		sb_put(st, sb);
 		return 0;
 	}
-	rc = build_root(st, sb, snap, why, sizeof(why));
-	if (rc < 0)
-		goto undo;
 	set_state(st, sb, SB_STARTED, SB_STARTED);
 	rc = store_runtime_start(st, sb);
 	if (rc < 0) {
