@@ -6,7 +6,6 @@
 #include "core.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,56 +74,13 @@ void qfs_destroy(struct qfs *fs)
 
 /* ---- objects ------------------------------------------------------------ */
 
-/*
- * Listed objects refetched one by one because their listing has aged: after
- * a burst of them within one TTL, the next one walks the whole listing
- * instead (one paged walk, shared with concurrent callers), so `cat` of the
- * state of 1,000 sandboxes that takes longer than the TTL costs a few pages,
- * not one request per sandbox (546 of them before; bench/run).
- */
-#define REFETCH_BURST 16
-
-static bool refetch_burst(void)
-{
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static int64_t window_ms;
-	static int count;
-	int64_t now = now_mono_ms();
-	bool burst;
-
-	pthread_mutex_lock(&lock);
-	if (now - window_ms >= CACHE_TTL_MS) {
-		window_ms = now;
-		count = 0;
-	}
-	burst = ++count > REFETCH_BURST;
-	pthread_mutex_unlock(&lock);
-	return burst;
-}
-
 int core_node_obj(struct qfs *fs, const struct node_info *n, bool full, struct cobj **out,
 		  struct dt_error *err)
 {
 	enum obj_type t = kind_info(n->kind)->obj;
-	struct cobj *o;
 
 	if (t == OBJ_NONE || !n->obj_id[0])
 		return core_fail(err, ENOENT, "no object");
-	o = full ? NULL : cache_peek(fs->cache, t, n->obj_id);
-	if (o) {
-		bool aged_item = !o->full && now_mono_ms() - o->fetched_ms >= CACHE_TTL_MS;
-
-		cobj_put(o);
-		if (aged_item && refetch_burst()) {
-			struct dt_error ignored = {0};
-			struct cobj **items = NULL;
-			size_t nitems = 0;
-
-			/* a failed walk leaves it to the fetch below */
-			if (cache_list(fs->cache, t, &items, &nitems, &ignored) == 0)
-				cobj_array_free(items, nitems);
-		}
-	}
 	return cache_refresh(fs->cache, t, n->obj_id, full, out, err);
 }
 
