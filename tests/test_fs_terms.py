@@ -174,8 +174,14 @@ def test_pty_close_kills_the_shell(tm):
     name = pty_name()
     t.send("sleep 300\n")
     t.close()
-    r = tm.sh(f"ls sandboxes/{SA}/terminals")
-    assert name not in r.stdout.split(), r
+    # the kernel sends the release after close() returns: give it a moment
+    deadline = time.monotonic() + 3
+    while True:
+        r = tm.sh(f"ls sandboxes/{SA}/terminals")
+        if name not in r.stdout.split():
+            break
+        assert time.monotonic() < deadline, r
+        time.sleep(0.1)
 
 
 @bounded(30)

@@ -544,6 +544,12 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 	p.nenvs = tm->nenvs;
 	memcpy(envs, tm->envs, sizeof(envs));
 	p.envs = envs;
+	/*
+	 * The shell starts at our connect: output is sent only to clients
+	 * attached, so a shell started at the create would print its first
+	 * prompt to nobody.
+	 */
+	p.lazy_start = true;
 	pthread_mutex_unlock(&t->lock);
 	if (attached)
 		goto out;
@@ -1266,8 +1272,13 @@ int terms_write(struct terms_handle *h, const char *buf, size_t len, struct term
 		pthread_mutex_unlock(&t->lock);
 		if (pending)
 			return 0;
-		ret = TB_CALL(t->fs->files, tm->sb_id, err, tb,
-			      dt_pty_resize(tb->tb, tm->name, cols, rows, NULL, err));
+		/* a resize may be repeated: a passing 5xx gets another try */
+		for (int try = 0; try < ATTACH_TRIES; try++) {
+			ret = TB_CALL(t->fs->files, tm->sb_id, err, tb,
+				      dt_pty_resize(tb->tb, tm->name, cols, rows, NULL, err));
+			if (!retryable(ret, err) || sleep_or_cancel(100 << try))
+				break;
+		}
 		if (ret == -ESRCH)
 			return fail(err, EIO, "the shell has ended");
 		if (ret == 0) {
