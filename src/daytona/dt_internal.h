@@ -124,6 +124,15 @@ int dt_transfer_run(struct dt_client *c, struct dt_transfer *t, struct dt_respon
 int dt_call_json(struct dt_client *c, enum dt_method method, const char *path, const char *body,
 		 const char *what, cJSON **out, struct dt_error *err);
 
+/*
+ * dt_call_json for answers that name objects (gets and listings): a \u0000
+ * escape in a string becomes \u001a first, so a name that hid a NUL keeps
+ * its length (cJSON would cut it at the NUL, into another object's name) and
+ * shows a control character, which callers refuse as a name.
+ */
+int dt_call_json_names(struct dt_client *c, enum dt_method method, const char *path,
+		       const char *what, cJSON **out, struct dt_error *err);
+
 /* Parses a JSON answer (bounded); EIO with @err filled when it is not JSON. */
 int dt_parse_json(const char *text, size_t len, const char *what, cJSON **out,
 		  struct dt_error *err);

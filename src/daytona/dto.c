@@ -486,3 +486,31 @@ cJSON *dt_kv_to_json(const struct dt_kv *kv, size_t n)
 	}
 	return o;
 }
+
+/* Rewrites every \u0000 escape of a JSON text into \u001a, in place (same length). */
+static void json_unhide_nul(char *text, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (text[i] != '\\')
+			continue;
+		if (text[i + 1] == 'u' && len - i >= 6 && !memcmp(text + i + 2, "0000", 4))
+			memcpy(text + i + 2, "001a", 4);
+		i++; /* the escaped character: "\\u0000" is a backslash, then text */
+	}
+}
+
+int dt_call_json_names(struct dt_client *c, enum dt_method method, const char *path,
+		       const char *what, cJSON **out, struct dt_error *err)
+{
+	struct dt_response resp;
+	int rc;
+
+	*out = NULL;
+	rc = dt_call(c, method, path, NULL, what, &resp, err);
+	if (rc == 0 && resp.body.len > 0) {
+		json_unhide_nul(resp.body.data, resp.body.len);
+		rc = dt_parse_json(resp.body.data, resp.body.len, what, out, err);
+	}
+	dt_response_free(&resp);
+	return rc;
+}

@@ -64,7 +64,7 @@ static int get_sandbox(struct dt_client *c, const char *id, const char *what,
 	memset(out, 0, sizeof(*out));
 	rc = sandbox_path(&path, id, NULL, what, err);
 	if (!rc)
-		rc = dt_call_json(c, DT_GET, path.data, NULL, what, &root, err);
+		rc = dt_call_json_names(c, DT_GET, path.data, what, &root, err);
 	if (!rc) {
 		rc = dt_sandbox_from_json(root, out);
 		if (rc)
@@ -466,7 +466,7 @@ int dt_sandbox_list(struct dt_client *c, const struct dt_list_query *q,
 		if (rc)
 			rc = dt_error_set(err, -rc, 0, what, "cannot build the query");
 		if (!rc)
-			rc = dt_call_json(c, DT_GET, path.data, NULL, what, &root, err);
+			rc = dt_call_json_names(c, DT_GET, path.data, what, &root, err);
 		buf_free(&path);
 		if (rc)
 			break;
@@ -479,6 +479,12 @@ int dt_sandbox_list(struct dt_client *c, const struct dt_list_query *q,
 		}
 		rc = list_append(items, out, what, err);
 		next = dt_json_string(root, "nextCursor");
+		if (!rc && next && next[0] && out->count >= DT_MAX_LISTING) {
+			/* A server that never stops paging must not hold us (or our memory). */
+			log_warn("%s: the server listed more than %d sandboxes; the rest are not shown",
+				 what, DT_MAX_LISTING);
+			next = NULL;
+		}
 		if (!rc && next && next[0] && cJSON_GetArraySize(items) > 0) {
 			if (cursor && strcmp(cursor, next) == 0) {
 				rc = dt_error_set(err, EIO, 0, what, "the server repeated a cursor");

@@ -24,7 +24,7 @@ static int snapshot_get(struct dt_client *c, const char *id_or_name, const char 
 		rc = dt_error_set(err, EINVAL, 0, what, "invalid snapshot id or name");
 		goto out;
 	}
-	rc = dt_call_json(c, DT_GET, path.data, NULL, what, &root, err);
+	rc = dt_call_json_names(c, DT_GET, path.data, what, &root, err);
 	if (rc)
 		goto out;
 	rc = dt_snapshot_from_json(root, out);
@@ -92,7 +92,7 @@ int dt_snapshot_list(struct dt_client *c, struct dt_snapshot_list *out, struct d
 		if (buf_printf(&path, "/snapshots?page=%d&limit=%d", page, SNAPSHOT_PAGE_LIMIT))
 			rc = dt_error_set(err, ENOMEM, 0, what, "out of memory");
 		if (!rc)
-			rc = dt_call_json(c, DT_GET, path.data, NULL, what, &root, err);
+			rc = dt_call_json_names(c, DT_GET, path.data, what, &root, err);
 		buf_free(&path);
 		if (rc)
 			break;
@@ -107,6 +107,12 @@ int dt_snapshot_list(struct dt_client *c, struct dt_snapshot_list *out, struct d
 		pages = cJSON_GetObjectItemCaseSensitive(root, "totalPages");
 		last = cJSON_IsArray(root) || cJSON_GetArraySize(items) == 0 ||
 		       !cJSON_IsNumber(pages) || pages->valuedouble <= page;
+		if (!last && out->count >= DT_MAX_LISTING) {
+			/* totalPages is the server's word: bounded by what we keep. */
+			log_warn("%s: the server listed more than %d snapshots; the rest are not shown",
+				 what, DT_MAX_LISTING);
+			last = true;
+		}
 		cJSON_Delete(root);
 		if (rc || last)
 			break;

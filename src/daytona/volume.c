@@ -55,7 +55,7 @@ int dt_volume_list(struct dt_client *c, struct dt_volume_list *out, struct dt_er
 
 	DT_ERR_GUARD(err);
 	memset(out, 0, sizeof(*out));
-	rc = dt_call_json(c, DT_GET, "/volumes", NULL, what, &root, err);
+	rc = dt_call_json_names(c, DT_GET, "/volumes", what, &root, err);
 	if (rc)
 		return rc;
 	/* A plain array; tolerate {items} too. */

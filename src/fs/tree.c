@@ -463,6 +463,53 @@ int core_lookup(struct qfs *fs, const struct node_info *dir, const char *name,
 	return ret;
 }
 
+/* A name with a control character (an escape sequence for whoever runs ls). */
+static bool has_control_char(const char *name)
+{
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return true;
+	return false;
+}
+
+struct named {
+	const char *name;
+	size_t index;
+};
+
+static int named_compare(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Marks in @repeated (calloc'd, @n entries) every object whose name an
+ * earlier object of the listing has: a backend may send two objects of one
+ * name, and a directory lists each name once. NULL on ENOMEM.
+ */
+static bool *repeated_names(struct cobj **items, size_t n)
+{
+	struct named *sorted = calloc(n ? n : 1, sizeof(*sorted));
+	bool *repeated = calloc(n ? n : 1, sizeof(*repeated));
+
+	if (!sorted || !repeated) {
+		free(sorted);
+		free(repeated);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		sorted[i] = (struct named){cobj_name(items[i]), i};
+	qsort(sorted, n, sizeof(*sorted), named_compare);
+	for (size_t i = 1; i < n; i++)
+		if (!strcmp(sorted[i].name, sorted[i - 1].name))
+			repeated[sorted[i].index] = true;
+	free(sorted);
+	return repeated;
+}
+
 static int push_entry(struct node_info **entries, size_t *n, size_t *cap,
 		      const struct node_info *e)
 {
@@ -514,18 +561,33 @@ int core_list(struct qfs *fs, const struct node_info *dir, struct node_info **en
 		struct cobj **items = NULL;
 		size_t nitems = 0;
 
+		bool *repeated;
+		size_t dropped = 0;
+
 		ret = cache_list(fs->cache, t, &items, &nitems, err);
 		if (ret < 0)
 			return ret;
+		repeated = repeated_names(items, nitems);
+		if (!repeated)
+			ret = core_fail(err, ENOMEM, "out of memory");
 		for (size_t i = 0; ret == 0 && i < nitems; i++) {
 			const char *name = cobj_name(items[i]);
 
 			/* A hostile or odd name is never a directory entry. */
 			if (!name_is_file_name(name) || name_is_probe(name) ||
-			    !node_make(&e, obj_dir_kind(t), cobj_id(items[i]), name, name))
+			    has_control_char(name) || repeated[i] ||
+			    !node_make(&e, obj_dir_kind(t), cobj_id(items[i]), name, name)) {
+				dropped += !name_is_probe(name);
 				continue;
+			}
 			ret = push_entry(&out, &count, &cap, &e);
 		}
+		if (dropped)
+			log_debug("%s: %zu names that cannot be file names, or repeated, not listed",
+				  t == OBJ_SANDBOX ? "sandboxes" : t == OBJ_VOLUME ? "volumes"
+								   : "snapshots",
+				  dropped);
+		free(repeated);
 		cobj_array_free(items, nitems);
 		break;
 	}
