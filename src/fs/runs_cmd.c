@@ -2,11 +2,16 @@
  * runs/ commands (runs_internal.h): a follower thread per watched command
  * polls GET .../command/{cid} and then the log snapshot past what it
  * already has (every 25 ms while output comes, backing off to 250 ms, and
- * slower for big logs, which the snapshot sends whole; every 2 s while no
- * reader has the command open), writes the new bytes to an unlinked spool
- * file and wakes the waiting readers. The status is read before the log:
+ * slower for big logs, which the snapshot sends whole), writes the new
+ * bytes to an unlinked spool file and wakes the waiting readers. While no
+ * reader has the command open only its status is polled, every 2 s, and
+ * the log is fetched once at the end. The status is read before the log:
  * once it shows an exit code, the log read after it is complete. Then what
  * the nodes do: open, read, write (a command, a program, stdin).
+ *
+ * (The logs websocket, ?follow=true, would stream big logs in one pass;
+ * it waits for one websocket hub per process: two libwebsockets contexts
+ * at once leak OpenSSL state at exit.)
  */
 #include "runs.h"
 
@@ -224,7 +229,7 @@ static void *follow_main(void *arg)
 		struct dt_session_command st = {0};
 		struct dt_error err = {0};
 		int64_t before = sink.at, total = 0;
-		bool exited;
+		bool exited, want_log;
 		int ret, code;
 
 		if (follow_cancelled(c)) {
@@ -236,7 +241,15 @@ static void *follow_main(void *arg)
 		exited = ret == 0 && st.has_exit;
 		code = st.exit_code;
 		dt_session_command_clear(&st);
-		if (ret == 0)
+		/*
+		 * The log snapshot comes whole each time: it is fetched while
+		 * someone reads, and once at the end; a command nobody watches
+		 * costs a status request every POLL_IDLE_MS.
+		 */
+		pthread_mutex_lock(&r->lock);
+		want_log = exited || c->handles > 0;
+		pthread_mutex_unlock(&r->lock);
+		if (ret == 0 && want_log)
 			ret = TB_CALL(r, c->sb, &err, t,
 				      dt_session_command_logs(t->tb, c->session, c->id, sink.at,
 							      spool_data, &sink, &total, &err));
