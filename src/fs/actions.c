@@ -402,6 +402,8 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 				cobj_name(o), cobj_state(o));
 		goto out;
 	}
+	/* op_timeout bounds the whole change, a request without answer included. */
+	backend_set_deadline(now_mono_ms() + fs->op_timeout_ms);
 	ret = BK_CALL(fs->bk, err, c, dt_sandbox_action(c, n->obj_id, sw->action, &sb, err));
 	/* The backend refuses a transition with 400 (Daytona) or 409: the state is why. */
 	if (ret < 0 && (err->http_status == 400 || err->http_status == 409)) {
@@ -411,8 +413,11 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 			 cobj_name(o), cobj_state(o));
 		ret = as_busy(err, what);
 	}
-	if (ret < 0)
+	if (ret < 0) {
+		/* The change may have been made though its answer was lost. */
+		cache_mark_stale(fs->cache, OBJ_SANDBOX, n->obj_id);
 		goto out;
+	}
 	/* The client waits for the target state itself; this only covers a shortcut of it. */
 	if (!state_in(sb.state ? sb.state : "", sw->targets)) {
 		dt_sandbox_clear(&sb);
@@ -425,13 +430,19 @@ static int write_state(struct qfs *fs, const struct node_info *n, const char *wo
 		cobj_put(stored);
 	} else {
 		cache_mark_stale(fs->cache, OBJ_SANDBOX, n->obj_id);
-		if (ret == -EINTR)
+		if (ret == -EINTR && !backend_past_deadline())
 			snprintf(err->message, sizeof(err->message),
 				 "interrupted while waiting for %s to be %s (the backend goes on)",
 				 cobj_name(o), sw->targets[0]);
 	}
 	change_obj(ch, n->obj_id);
 out:
+	/* The deadline ends a request or a wait as Ctrl-C would; it is a timeout. */
+	if (ret == -EINTR && backend_past_deadline() && !backend_interrupted())
+		ret = core_fail(err, ETIMEDOUT,
+				"sandbox %s not %s after %d s (op_timeout; the backend goes on)",
+				cobj_name(o), sw->targets[0], fs->op_timeout_ms / 1000);
+	backend_set_deadline(0);
 	dt_sandbox_clear(&sb);
 	cobj_put(o);
 	return ret;

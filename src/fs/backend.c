@@ -15,17 +15,45 @@
 
 static __thread bool (*cancel_fn)(void *arg);
 static __thread void *cancel_arg;
+static __thread int64_t deadline_ms; /* 0: none */
+
+bool backend_interrupted(void)
+{
+	return cancel_fn && cancel_fn(cancel_arg);
+}
+
+bool backend_past_deadline(void)
+{
+	return deadline_ms && now_mono_ms() >= deadline_ms;
+}
+
+bool backend_cancelled(void)
+{
+	return backend_interrupted() || backend_past_deadline();
+}
+
+static bool cancel_hook(void *arg)
+{
+	(void)arg;
+	return backend_cancelled();
+}
+
+static void install_hook(void)
+{
+	dt_set_cancel_hook(cancel_fn || deadline_ms ? cancel_hook : NULL, NULL);
+}
 
 void backend_set_cancel(bool (*fn)(void *arg), void *arg)
 {
 	cancel_fn = fn;
 	cancel_arg = arg;
-	dt_set_cancel_hook(fn, arg);
+	install_hook();
 }
 
-bool backend_cancelled(void)
+void backend_set_deadline(int64_t at_ms)
 {
-	return cancel_fn && cancel_fn(cancel_arg);
+	deadline_ms = at_ms;
+	install_hook();
 }
 
 struct backend {

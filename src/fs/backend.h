@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daytona.h"
 
@@ -54,6 +55,18 @@ int backend_create_in_target(struct backend *b, const char *target,
  */
 void backend_set_cancel(bool (*fn)(void *arg), void *arg);
 bool backend_cancelled(void);
+
+/*
+ * A deadline (monotonic ms, 0: none) for every call and wait of the calling
+ * thread, on top of each request's own: past it they end as a cancellation
+ * does (EINTR), which the caller turns into ETIMEDOUT when
+ * backend_past_deadline() and not backend_interrupted(). A state change
+ * uses it so that op_timeout bounds the whole change, requests included.
+ */
+void backend_set_deadline(int64_t at_ms);
+bool backend_past_deadline(void);
+/* Only the FUSE interrupt (Ctrl-C), not the deadline. */
+bool backend_interrupted(void);
 
 bool backend_reachable(struct backend *b);
 bool backend_is_local(const struct backend *b);

@@ -30,11 +30,34 @@ struct coll {
 	int64_t listed_ms; /* 0: never, or flushed */
 	bool ever_listed;
 	pthread_mutex_t walk_lock;
+	/*
+	 * The last walk that failed (not interrupted): when it ended and why.
+	 * A caller that waited for it fails with it instead of walking again,
+	 * so a backend without answer costs it one deadline, not two.
+	 */
+	int64_t walk_failed_ms;
+	struct dt_error walk_err;
 };
 
 struct error_note {
 	char id[OBJ_ID_MAX];
 	char *msg;
+};
+
+/*
+ * A fetch that got no answer within the request deadline (a stalled
+ * backend) is remembered for CACHE_TTL_MS, and the same fetch asked again in
+ * that time fails at once with the same error. The kernel asks twice when
+ * the revalidation of a cached name fails (a fresh lookup follows it), so
+ * without this one stat would wait two deadlines.
+ */
+#define STALL_NOTES 8
+
+struct stall_note {
+	enum obj_type type;
+	char key[OBJ_ID_MAX];
+	int64_t at_ms; /* 0: unused */
+	struct dt_error err;
 };
 
 struct cache {
@@ -47,6 +70,8 @@ struct cache {
 	size_t ntombs;
 	struct error_note *notes;
 	size_t nnotes;
+	struct stall_note stalls[STALL_NOTES];
+	unsigned next_stall;
 };
 
 /* ---- objects ------------------------------------------------------------ */
@@ -470,6 +495,8 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	int64_t started;
 	int ret;
 
+	int64_t asked = now_mono_ms();
+
 	ret = lock_walk(co, err);
 	if (ret < 0)
 		return ret;
@@ -479,12 +506,25 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 		pthread_mutex_unlock(&c->lock);
 		goto out;
 	}
+	if (co->walk_failed_ms >= asked) { /* failed while this caller waited for it */
+		*err = co->walk_err;
+		ret = -co->walk_err.err;
+		pthread_mutex_unlock(&c->lock);
+		goto out;
+	}
 	pthread_mutex_unlock(&c->lock);
 
 	started = now_mono_ms();
 	ret = walk(c, t, &objs, &nobjs, err);
-	if (ret < 0)
+	if (ret < 0) {
+		if (ret != -EINTR && ret != -ENOMEM) {
+			pthread_mutex_lock(&c->lock);
+			co->walk_failed_ms = now_mono_ms();
+			co->walk_err = *err;
+			pthread_mutex_unlock(&c->lock);
+		}
 		goto out;
+	}
 	pthread_mutex_lock(&c->lock);
 	merge_walk_locked(c, co, objs, nobjs, started, &gone);
 	ret = copy_items_locked(co, items, n);
@@ -502,13 +542,69 @@ out:
 
 /* ---- single objects ----------------------------------------------------- */
 
+/* The note of a stalled fetch of @key, or NULL; with c->lock held. */
+static struct stall_note *stall_find_locked(struct cache *c, enum obj_type t, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(c->stalls); i++) {
+		struct stall_note *s = &c->stalls[i];
+
+		if (s->at_ms && s->type == t && strcmp(s->key, key) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* A stalled fetch of @key within the TTL: its error again (-errno), else 0. */
+static int stall_recent(struct cache *c, enum obj_type t, const char *key, struct dt_error *err)
+{
+	struct stall_note *s;
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	s = stall_find_locked(c, t, key);
+	if (s && fresh(s->at_ms, now_mono_ms())) {
+		*err = s->err;
+		ret = -s->err.err;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+/* Remembers a fetch of @key that got no answer in time; any other outcome forgets it. */
+static void stall_note(struct cache *c, enum obj_type t, const char *key, int ret,
+		       const struct dt_error *err)
+{
+	bool stalled = ret == -ETIMEDOUT && err->transport;
+	struct stall_note *s;
+
+	if (strlen(key) >= sizeof(s->key))
+		return;
+	pthread_mutex_lock(&c->lock);
+	s = stall_find_locked(c, t, key);
+	if (stalled) {
+		if (!s)
+			s = &c->stalls[c->next_stall++ % ARRAY_SIZE(c->stalls)];
+		s->type = t;
+		copy_str(s->key, sizeof(s->key), key);
+		s->at_ms = now_mono_ms();
+		s->err = *err;
+	} else if (s) {
+		s->at_ms = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* GET one object; @key is an id or, with @by_name, a name. */
 static int fetch_one(struct cache *c, enum obj_type t, const char *key, bool by_name,
 		     struct cobj **out, struct dt_error *err)
 {
-	struct cobj *o = cobj_new(t);
+	struct cobj *o;
 	int ret;
 
+	ret = stall_recent(c, t, key, err);
+	if (ret < 0)
+		return ret;
+	o = cobj_new(t);
 	if (!o) {
 		err->err = ENOMEM;
 		err->http_status = 0;
@@ -528,6 +624,7 @@ static int fetch_one(struct cache *c, enum obj_type t, const char *key, bool by_
 		ret = BK_CALL(c->bk, err, cl, dt_snapshot_get(cl, key, &o->snap, err));
 		o->full = true;
 	}
+	stall_note(c, t, key, ret, err);
 	if (ret == 0 && !cobj_visible(o)) {
 		ret = -ENOENT;
 		err->err = ENOENT;
@@ -802,6 +899,7 @@ void cache_flush(struct cache *c)
 			co->items[i]->fetched_ms = 0;
 		co->listed_ms = 0;
 	}
+	memset(c->stalls, 0, sizeof(c->stalls));
 	pthread_mutex_unlock(&c->lock);
 }
 
