@@ -374,12 +374,27 @@ static void *reader_main(void *arg)
 			pthread_mutex_unlock(&s->lock);
 		}
 		if (!eof && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-			ssize_t got = read(s->master, buf, PTY_READ_MAX);
+			size_t have = 0;
 
-			if (got > 0)
-				broadcast(s, buf, (size_t)got);
-			else if (got == 0 || (errno != EAGAIN && errno != EINTR))
-				eof = true; /* EIO: no process holds the terminal any more */
+			/*
+			 * A read of the master gives at most the line discipline's 4 KiB;
+			 * read on while more is there, so a flood goes out in messages of
+			 * up to PTY_READ_MAX (a client's queue counts messages), while a
+			 * keystroke's echo still goes at once.
+			 */
+			while (have < PTY_READ_MAX) {
+				ssize_t got = read(s->master, buf + have, PTY_READ_MAX - have);
+
+				if (got > 0) {
+					have += (size_t)got;
+					continue;
+				}
+				if (got == 0 || (errno != EAGAIN && errno != EINTR))
+					eof = true; /* EIO: no process holds the terminal */
+				break;
+			}
+			if (have)
+				broadcast(s, buf, have);
 		}
 		if (!exited && (fds[2].revents || s->proc.status_fd < 0) &&
 		    rt_proc_poll(&s->proc)) {

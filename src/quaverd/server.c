@@ -1363,7 +1363,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 						   .tx_packet_size = WRITE_CHUNK};
 	srv->protocols[1] = (struct lws_protocols){.name = ws_upgrades_protocol_name(srv->upgrades),
 						   .callback = callback_http,
-						   .per_session_data_size = sizeof(struct conn)};
+						   .per_session_data_size = sizeof(struct conn),
+						   .tx_packet_size = WRITE_CHUNK};
 	srv->listen_addr = strdup(cfg->listen_addr ? cfg->listen_addr : "127.0.0.1");
 	srv->spool_dir = strdup(cfg->spool_dir ? cfg->spool_dir : "/tmp");
 	srv->nworkers = 0;
