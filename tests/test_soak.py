@@ -3,7 +3,7 @@ while another loop lists everything, over one real quaverfs and quaverd.
 
 Each shell, each iteration: makes a sandbox, labels it, writes files in its
 files/ and reads them back, runs a command through runs/ and reads its output
-and exit, stops and starts the sandbox, removes its sandbox of the iteration
+and exit, runs a terminal (terminals/T: data, exit), stops and starts the sandbox, removes its sandbox of the iteration
 before; it also rewrites a file and flips the state of a sandbox of its own
 that lives through the whole run. At the end: every file has the content
 last written (through the mount and on quaverd's disk), every sandbox is in
@@ -18,6 +18,7 @@ QUAVERFS_SOAK_ITERATIONS=N runs longer.
 
 import os
 import re
+import select
 import threading
 import time
 
@@ -134,6 +135,7 @@ class Shell:
                       f"cat {sb}/runs/r/exit {sb}/runs/r/output")
         if out != f"0\nrun-{i}-{it}\n3\n":
             raise AssertionError(f"shell {i}: the run said {out!r}")
+        self.terminal(sb, f"term-{i}-{it}")
         self.sh(f"echo stop > {sb}/state && test \"$(cat {sb}/state)\" = stopped && "
                 f"echo start > {sb}/state && test \"$(cat {sb}/state)\" = started")
         if it > 0:
@@ -153,6 +155,32 @@ class Shell:
             self.states[self.home] = "stopped"
         self.iterations += 1
 
+    def terminal(self, sb, word):
+        """A terminal: its shell echoes @word and exits 7; data gives the
+        output then EOF, exit the code."""
+        tdir = self.m.path(sb, "terminals", "t")
+        os.mkdir(tdir)
+        fd = os.open(tdir / "data", os.O_RDWR)
+        try:
+            os.write(fd, f"echo {word}-$((3+4)); exit 7\n".encode())
+            out, deadline = b"", time.monotonic() + 30
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise AssertionError(f"shell {self.i}: the terminal hangs: {out[-200:]!r}")
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(fd)
+        if f"{word}-7".encode() not in out:
+            raise AssertionError(f"shell {self.i}: the terminal said {out[-300:]!r}")
+        code = (tdir / "exit").read_text()
+        if code != "7\n":
+            raise AssertionError(f"shell {self.i}: the terminal's exit says {code!r}")
+        os.rmdir(tdir)
+
     def run(self, first, count):
         try:
             if self.home not in self.states:
@@ -171,7 +199,7 @@ KNOWN = {"lister": [], "spools": []}
 
 def lister(m, stop, counts, errors):
     script = ("ls sandboxes >/dev/null; for s in sandboxes/*; do cat $s/state $s/id >/dev/null; "
-              "ls $s/labels $s/runs >/dev/null; done; ls sandboxes/*/files/tmp/soak >/dev/null; "
+              "ls $s/labels $s/runs $s/terminals >/dev/null; done; ls sandboxes/*/files/tmp/soak >/dev/null; "
               "ls volumes snapshots >/dev/null; cat status >/dev/null")
     while not stop.is_set():
         r = m.sh(script, timeout=SHELL_TIMEOUT, check=False)
@@ -209,7 +237,7 @@ def test_soak(make_mount, tmp_path):
     KNOWN["lister"].clear()
     KNOWN["spools"].clear()
     # the lister reads files/ of sandboxes that shells are stopping or removing
-    m.expect_fs_log(r"sandboxes/w\d+(x\d+)?/(files|runs)\S*: sandbox w\d+(x\d+)? is \w+")
+    m.expect_fs_log(r"sandboxes/w\d+(x\d+)?/(files|runs|terminals)\S*: sandbox w\d+(x\d+)? is \w+")
     fs_pid, qd_pid = m.proc.pid, m.qd.proc.pid
     shells = [Shell(m, i) for i in range(SHELLS)]
 
