@@ -405,6 +405,9 @@ int runs_lookup(struct runs *r, uint64_t parent, const char *name, struct runs_e
 			return runs_fail(err, ENOMEM, "out of memory");
 		ret = runs_session_exists(r, sb, name, &info, err);
 		dt_session_clear(&info);
+		/* A sandbox that is not started has no sessions (stop ends them). */
+		if (ret == -EHOSTDOWN)
+			return -ENOENT;
 		if (ret < 0)
 			return ret;
 		pthread_mutex_lock(&r->lock);
@@ -559,6 +562,9 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 		return runs_fail(err, ENOMEM, "out of memory");
 	if (dir.kind == RO_ROOT) {
 		ret = TB_CALL(r, sb, err, t, dt_session_list(t->tb, &sessions, err));
+		/* Not started: no sessions, nothing to say (walks and file managers go on). */
+		if (ret == -EHOSTDOWN)
+			ret = 0;
 		for (size_t i = 0; ret == 0 && i < sessions.count; i++) {
 			const char *name = sessions.items[i].id;
 
