@@ -1218,7 +1218,12 @@ int files_statfs(struct files *f, struct statvfs *st)
 
 void files_drop_caches(struct files *f)
 {
+	uint64_t *inos = NULL;
+	size_t ninos = 0;
+
 	pthread_mutex_lock(&f->lock);
+	if (f->inval.inode_now)
+		inos = malloc((f->count ? f->count : 1) * sizeof(*inos));
 	listings_drop_all(f);
 	for (size_t b = 0; b < f->nbuckets; b++)
 		for (struct fnode *fn = f->by_ino[b]; fn; fn = fn->next_by_ino) {
@@ -1228,7 +1233,9 @@ void files_drop_caches(struct files *f)
 			/* The next open checks the sandbox and keeps no kernel page. */
 			if (fn->st && !fn->dirty && !fn->local_only && !fn->opens && !fn->pins)
 				fn->st->srv_known = false;
-			if (fn->nlookup && f->inval.inode)
+			if (fn->nlookup && inos && ninos < f->count)
+				inos[ninos++] = fn->ino;
+			else if (fn->nlookup && f->inval.inode)
 				f->inval.inode(f->inval.arg, fn->ino, 0, 0);
 		}
 	/* Clean copies nobody uses go: everything will be fetched again. */
@@ -1240,4 +1247,12 @@ void files_drop_caches(struct files *f)
 		f->cache_bytes = limit;
 	}
 	pthread_mutex_unlock(&f->lock);
+	/*
+	 * Done before `flush` returns (queued, they would still be dropping
+	 * pages that reads made after it had just fetched), and outside the
+	 * lock: the kernel may wait for a read in flight, which takes it.
+	 */
+	for (size_t i = 0; i < ninos; i++)
+		f->inval.inode_now(f->inval.arg, inos[i]);
+	free(inos);
 }

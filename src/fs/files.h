@@ -45,6 +45,11 @@ struct files_inval_ops {
 	void (*inode)(void *arg, uint64_t ino, int64_t off, int64_t len);
 	void (*entry)(void *arg, uint64_t parent, const char *name);
 	void *arg;
+	/*
+	 * The kernel's pages and attributes of @ino dropped before it returns
+	 * (`flush`: what is read next comes from the sandbox); NULL: queued.
+	 */
+	void (*inode_now)(void *arg, uint64_t ino);
 };
 
 int files_new(struct qfs *fs, const struct files_config *cfg, struct files **out, char *msg,

@@ -96,9 +96,18 @@ static void inval_entry(void *arg, uint64_t parent, const char *name)
 	notify_entry(parent, name);
 }
 
+/* `flush` and SIGHUP: never from a request, so the kernel's locks are free. */
+static void inval_inode_now(void *arg, uint64_t ino)
+{
+	(void)arg;
+	if (ops_session())
+		fuse_lowlevel_notify_inval_inode(ops_session(), ino, 0, 0);
+}
+
 void ofiles_init(struct qfs *fs)
 {
-	struct files_inval_ops ops = {inval_inode, inval_entry, fs};
+	struct files_inval_ops ops = {
+	    .inode = inval_inode, .entry = inval_entry, .arg = fs, .inode_now = inval_inode_now};
 
 	files_set_inval(fs->files, &ops);
 }
