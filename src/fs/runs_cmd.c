@@ -223,6 +223,7 @@ static void *follow_main(void *arg)
 	struct spool_sink sink = {.c = c};
 	long delay = POLL_FIRST_MS;
 	int transport_failures = 0;
+	int64_t started_ms = now_mono_ms();
 
 	backend_set_cancel(follow_cancelled, c);
 	for (;;) {
@@ -282,6 +283,9 @@ static void *follow_main(void *arg)
 			break;
 		}
 		delay = next_delay(delay, sink.at > before, sink.at);
+		/* A young command's first bytes are awaited closely (mkdir-to-output latency). */
+		if (now_mono_ms() - started_ms < POLL_EAGER_FOR_MS && sink.at == 0)
+			delay = POLL_EAGER_MS;
 		follow_sleep(c, delay);
 	}
 	backend_set_cancel(NULL, NULL);

@@ -31,6 +31,9 @@ enum robj_kind { RO_ROOT = 1, RO_SESSION, RO_CMD };
 #define RING 8
 /* Follower cadence. */
 #define POLL_FIRST_MS 25
+/* ...and while a command started this recently has said nothing yet. */
+#define POLL_EAGER_MS 10
+#define POLL_EAGER_FOR_MS 250
 #define POLL_MAX_MS 250
 /* ...and while nobody has the command's output or exit open. */
 #define POLL_IDLE_MS 2000
