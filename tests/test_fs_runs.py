@@ -145,10 +145,11 @@ def test_big_output_arrives_whole(rm, sess):
 def test_earlier_commands_stay_readable(rm, sess):
     run_cmd(sess, "echo first")
     run_cmd(sess, "echo second >&2; exit 0")
-    ids = os.listdir(sess / "commands")
+    ids = os.listdir(sess / "commands")  # in the order they ran (ls -U)
     assert len(ids) == 2
     texts = {(sess / "commands" / i / "command").read_text(): i for i in ids}
     first = texts["echo first\n"]
+    assert ids == [first, texts["echo second >&2; exit 0\n"]]
     assert (sess / "commands" / first / "output").read_text() == "first\n"
     assert (sess / "commands" / first / "exit").read_text() == "0\n"
     assert (sess / "command").read_text() == "echo second >&2; exit 0\n"
