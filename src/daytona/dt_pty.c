@@ -381,10 +381,20 @@ static void pty_on_drain(void *arg, struct dt_ws *ws)
 		pc->h->on_drain(pc->arg);
 }
 
+static void pty_on_batch_end(void *arg, struct dt_ws *ws)
+{
+	struct dt_pty_conn *pc = arg;
+
+	(void)ws;
+	if (pc->h->on_batch_end && !atomic_load(&pc->detached))
+		pc->h->on_batch_end(pc->arg);
+}
+
 static const struct dt_ws_handler pty_ws_handler = {
     .on_message = pty_on_message,
     .on_close = pty_on_close,
     .on_drain = pty_on_drain,
+    .on_batch_end = pty_on_batch_end,
 };
 
 static void conn_free(struct dt_pty_conn *pc)

@@ -82,6 +82,12 @@ struct dt_pty_handler {
 	void (*on_end)(void *arg, const struct dt_pty_end *end);
 	/* Optional: the input queue went empty. Service thread; must not block. */
 	void (*on_drain)(void *arg);
+	/*
+	 * Optional: the output of one read from the socket has all been given
+	 * to on_output (dt_ws_handler.on_batch_end): wake readers here, once,
+	 * rather than per piece. Also before on_end. Service thread; must not block.
+	 */
+	void (*on_batch_end)(void *arg);
 };
 
 struct dt_pty_conn;

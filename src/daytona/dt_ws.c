@@ -30,8 +30,10 @@
 #include "log.h"
 #include "util.h"
 
-/* lws reads frames into a buffer this big (a PTY read is up to 32 KiB). */
+/* lws hands frames over in pieces of at most this (a PTY message is up to 32 KiB). */
 #define RX_BUFFER 65536
+/* lws receives this much per read of the socket (its default, 4 KiB, made a read per 4 KiB). */
+#define RECV_BUFFER (256 * 1024)
 #define REASON_MAX 123
 
 enum ws_state {
@@ -57,6 +59,7 @@ struct dt_ws_hub {
 	pthread_mutex_t lock; /* the list and every connection's shared state */
 	pthread_cond_t cond;  /* a connection's state changed */
 	struct dt_ws *conns;
+	struct dt_ws *batched; /* service thread only: got messages since their on_batch_end */
 	lws_retry_bo_t retry;
 	struct lws_protocols protocols[2];
 };
@@ -93,6 +96,8 @@ struct dt_ws {
 	char protocol[64];
 
 	/* service thread only */
+	struct dt_ws *batch_next;
+	bool batch_pending;
 	struct buf rx;
 	bool rx_binary;
 	bool rx_too_big;
@@ -264,12 +269,53 @@ static void service_requests(struct dt_ws_hub *hub)
 	pthread_mutex_unlock(&hub->lock);
 }
 
+/* A message was handed over: @ws is owed an on_batch_end at the end of this turn. */
+static void batch_note(struct dt_ws_hub *hub, struct dt_ws *ws)
+{
+	if (ws->batch_pending || !ws->handler->on_batch_end)
+		return;
+	ws->batch_pending = true;
+	ws->batch_next = hub->batched;
+	hub->batched = ws;
+}
+
+/* End of a service turn: every connection that got messages hears it once. */
+static void batch_flush(struct dt_ws_hub *hub)
+{
+	while (hub->batched) {
+		struct dt_ws *ws = hub->batched;
+
+		hub->batched = ws->batch_next;
+		ws->batch_next = NULL;
+		ws->batch_pending = false;
+		ws->handler->on_batch_end(ws->arg, ws);
+	}
+}
+
+/* Takes @ws off the batch list, telling it first (its on_close is about to run). */
+static void batch_forget(struct dt_ws_hub *hub, struct dt_ws *ws)
+{
+	if (!ws->batch_pending)
+		return;
+	for (struct dt_ws **pp = &hub->batched; *pp; pp = &(*pp)->batch_next) {
+		if (*pp == ws) {
+			*pp = ws->batch_next;
+			break;
+		}
+	}
+	ws->batch_next = NULL;
+	ws->batch_pending = false;
+	ws->handler->on_batch_end(ws->arg, ws);
+}
+
 /* The wsi is gone: report the close once, then let the owner have it. */
 static void connection_destroyed(struct dt_ws_hub *hub, struct dt_ws *ws)
 {
 	bool report;
 	int code;
 	const char *reason;
+
+	batch_forget(hub, ws);
 
 	pthread_mutex_lock(&hub->lock);
 	ws->wsi = NULL;
@@ -299,9 +345,17 @@ static void connection_destroyed(struct dt_ws_hub *hub, struct dt_ws *ws)
 
 static int on_receive(struct dt_ws *ws, struct lws *wsi, const void *in, size_t len)
 {
+	bool whole = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+
 	if (lws_is_first_fragment(wsi)) {
 		buf_reset(&ws->rx);
 		ws->rx_binary = lws_frame_is_binary(wsi) != 0;
+		/* a message in one piece (a PTY's output chunk): hand it over without a copy */
+		if (whole) {
+			ws->handler->on_message(ws->arg, ws, ws->rx_binary, in ? in : "", len);
+			batch_note(ws->hub, ws);
+			return 0;
+		}
 	}
 	if (ws->rx.len + len > DT_WS_MAX_MESSAGE) {
 		pthread_mutex_lock(&ws->hub->lock);
@@ -319,10 +373,11 @@ static int on_receive(struct dt_ws *ws, struct lws *wsi, const void *in, size_t 
 		log_warn("websocket %s%s: out of memory", ws->host, ws->path);
 		return -1;
 	}
-	if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+	if (whole) {
 		ws->handler->on_message(ws->arg, ws, ws->rx_binary, ws->rx.data ? ws->rx.data : "",
 					ws->rx.len);
 		buf_reset(&ws->rx);
+		batch_note(ws->hub, ws);
 	}
 	return 0;
 }
@@ -459,9 +514,13 @@ static void *service_main(void *arg)
 {
 	struct dt_ws_hub *hub = arg;
 
-	while (!atomic_load(&hub->stop))
-		if (lws_service(hub->lws, 0) < 0)
+	while (!atomic_load(&hub->stop)) {
+		int n = lws_service(hub->lws, 0);
+
+		batch_flush(hub);
+		if (n < 0)
 			break;
+	}
 	return NULL;
 }
 
@@ -493,6 +552,8 @@ struct dt_ws_hub *dt_ws_hub_new(struct dt_client *c, struct dt_error *err)
 	info.client_ssl_ca_filepath = c ? dt_client_ca_file(c) : NULL;
 	info.user = hub;
 	info.retry_and_idle_policy = &hub->retry;
+	/* lws receives into this buffer: its 4 KiB default made a recv per 4 KiB of a flood */
+	info.pt_serv_buf_size = RECV_BUFFER;
 	hub->lws = lws_create_context(&info);
 	if (!hub->lws) {
 		dt_error_set(err, EIO, 0, "websocket", "libwebsockets failed to start");

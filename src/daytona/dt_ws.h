@@ -58,6 +58,14 @@ struct dt_ws_handler {
 	void (*on_close)(void *arg, struct dt_ws *ws, int code, const char *reason);
 	/* Optional: the send queue went empty (a writer waiting for room may go on). */
 	void (*on_drain)(void *arg, struct dt_ws *ws);
+	/*
+	 * Optional: the messages of one read from the socket have all been
+	 * handed to on_message (a flood comes as many per read), so a handler
+	 * may batch what it does per message (wake a reader once, not per
+	 * message). Service thread; must not block. Also called before on_close
+	 * when messages came since the last call.
+	 */
+	void (*on_batch_end)(void *arg, struct dt_ws *ws);
 };
 
 /* The TLS trust of @c (its CA file) is the hub's; connections may use any client. */

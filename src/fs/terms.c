@@ -221,11 +221,15 @@ static void deliver(struct terms *t, struct wakeups *wk)
 	}
 }
 
+/*
+ * Output is kept at once; readers and pollers are woken by on_batch_end,
+ * once per read of the socket: a flood of many messages per read then
+ * answers a parked read with all of them instead of the first alone.
+ */
 static void on_output(void *arg, const void *data, size_t len)
 {
 	struct term *tm = arg;
 	struct terms *t = tm->t;
-	struct wakeups wk;
 	uint64_t before;
 	size_t dropped;
 
@@ -233,7 +237,6 @@ static void on_output(void *arg, const void *data, size_t len)
 	before = tm->dropped;
 	dropped = ring_put(tm, data, len);
 	tm->dropped += dropped;
-	collect(tm, &wk);
 	pthread_mutex_unlock(&t->lock);
 	if (dropped && before == 0) {
 		char path[512];
@@ -243,7 +246,17 @@ static void on_output(void *arg, const void *data, size_t len)
 			 "(%d KiB are kept)",
 			 path, TERMS_RING / 1024);
 	}
-	deliver(t, &wk);
+}
+
+static void on_batch_end(void *arg)
+{
+	struct term *tm = arg;
+	struct wakeups wk;
+
+	pthread_mutex_lock(&tm->t->lock);
+	collect(tm, &wk);
+	pthread_mutex_unlock(&tm->t->lock);
+	deliver(tm->t, &wk);
 }
 
 static void *reconnect_main(void *arg);
@@ -327,6 +340,7 @@ static const struct dt_pty_handler pty_handler = {
     .on_output = on_output,
     .on_end = on_end,
     .on_drain = on_drain,
+    .on_batch_end = on_batch_end,
 };
 
 static void term_put(struct term *tm);
