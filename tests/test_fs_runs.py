@@ -212,6 +212,12 @@ def test_python_code(rm, sess):
     out = (sess / "output").read_text()
     assert "SyntaxError" in out, out
     assert (sess / "exit").read_text() != "0\n"
+    # a program of 1.9 MB (sent as a file, not inside the command), in several writes
+    big = "x = [" + ",".join(str(i) for i in range(300000)) + "]\nprint(len(x), x[-1])\n"
+    assert len(big) > 1900000
+    (sess / "code").write_text(big)
+    assert (sess / "output").read_text() == "300000 299999\n"
+    assert (sess / "exit").read_text() == "0\n"
 
 
 @pytest.fixture(scope="module")

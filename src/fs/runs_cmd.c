@@ -486,37 +486,75 @@ static int base64(struct buf *b, const unsigned char *data, size_t len)
 }
 
 /*
- * The session command that runs @code in @lang: the program goes to a
- * temporary file (its stdin stays the command's, so stdin feeds it), in a
- * subshell that removes the file whatever happens and whose status is the
- * program's. TypeScript: ts-node when the sandbox has it (as Daytona),
- * else node with the TypeScript compiler's transpiler.
+ * The session command that runs a program in @lang. Its file is in
+ * /tmp of the sandbox: @uploaded (sent through the file API), else made by
+ * the command itself from @code in base64. It runs in a subshell that
+ * removes the file whatever happens and whose status is the program's;
+ * its stdin is the command's, so stdin feeds it. TypeScript: ts-node when
+ * the sandbox has it (as Daytona), else node with the TypeScript
+ * compiler's transpiler.
  */
-static int code_command(const char *lang, const struct buf *code, struct buf *out,
-			struct dt_error *err)
+static int code_command(const char *lang, const struct buf *code, const char *uploaded,
+			struct buf *out, struct dt_error *err)
 {
+	bool ts = !strcmp(lang, "typescript");
 	int rc;
 
-	if (strcmp(lang, "python") && strcmp(lang, "javascript") && strcmp(lang, "typescript"))
-		return runs_fail(err, EINVAL,
-				 "the sandbox's language %s (label code-toolbox-language) is not "
-				 "python, javascript or typescript",
-				 lang);
-	rc = buf_append_str(out, "(f=$(mktemp /tmp/quaverfs-code.XXXXXX) || exit; "
-				 "trap 'rm -f \"$f\"' EXIT; printf '%s' '");
-	rc = rc ? rc : base64(out, (const unsigned char *)code->data, code->len);
-	rc = rc ? rc : buf_append_str(out, "' | base64 -d > \"$f\" && ");
+	if (uploaded) {
+		rc = buf_printf(out, "(f='%s'; trap 'rm -f \"$f\"' EXIT; ", uploaded);
+	} else {
+		rc = buf_append_str(out, "(f=$(mktemp /tmp/quaverfs-code.XXXXXX) || exit; "
+					 "trap 'rm -f \"$f\" \"$f.ts\"' EXIT; printf '%s' '");
+		rc = rc ? rc : base64(out, (const unsigned char *)code->data, code->len);
+		rc = rc ? rc : buf_append_str(out, "' | base64 -d > \"$f\" && ");
+		if (!rc && ts)
+			rc = buf_append_str(out, "mv \"$f\" \"$f.ts\" && f=\"$f.ts\" && ");
+	}
 	if (!rc && !strcmp(lang, "python"))
 		rc = buf_append_str(out, "python3 -u \"$f\")");
 	else if (!rc && !strcmp(lang, "javascript"))
 		rc = buf_append_str(out, "node \"$f\")");
 	else if (!rc)
 		rc = buf_printf(out,
-				"mv \"$f\" \"$f.ts\" && f=\"$f.ts\" && if command -v ts-node "
-				">/dev/null 2>&1; then ts-node -T -O '{\"module\":\"CommonJS\"}' "
-				"\"$f\"; else node -e '%s' \"$f\"; fi)",
+				"if command -v ts-node >/dev/null 2>&1; then ts-node -T -O "
+				"'{\"module\":\"CommonJS\"}' \"$f\"; else node -e '%s' \"$f\"; fi)",
 				ts_runner);
 	return rc ? runs_fail(err, ENOMEM, "out of memory") : 0;
+}
+
+/* Programs up to this size travel inside the command; bigger ones are uploaded first. */
+#define CODE_INLINE_MAX (256u << 10)
+
+/* Sends @code to a new file of /tmp in the sandbox; its path in @path. */
+static int upload_code(struct runs *r, struct rsb *sb, const char *lang, const struct buf *code,
+		       char *path, size_t path_size, struct dt_error *err)
+{
+	char id[33];
+	int fd, ret;
+
+	fd = spool_open(r);
+	if (fd < 0)
+		return runs_fail(err, EIO, "cannot stage the program in %s: %s", r->spool_dir,
+				 strerror(errno));
+	for (size_t done = 0; done < code->len;) {
+		ssize_t n = pwrite(fd, code->data + done, code->len - done, (off_t)done);
+
+		if (n < 0) {
+			ret = runs_fail(err, EIO, "staging the program: %s", strerror(errno));
+			close(fd);
+			return ret;
+		}
+		done += (size_t)n;
+	}
+	random_hex(id, 16);
+	id[32] = '\0';
+	snprintf(path, path_size, "/tmp/quaverfs-code-%s.%s", id,
+		 !strcmp(lang, "python")       ? "py"
+		 : !strcmp(lang, "javascript") ? "js"
+					       : "ts");
+	ret = TB_CALL(r, sb, err, t, dt_fs_upload_fd(t->tb, path, fd, (int64_t)code->len, err));
+	close(fd);
+	return ret;
 }
 
 static void activity(struct runs *r, const char *sb_id, bool begin)
@@ -541,10 +579,22 @@ static int run_line(struct runs *r, const struct robj *o, const char *line, bool
 	if (is_code) {
 		struct rtb *t = NULL;
 
+		char uploaded[96];
+
 		ret = runs_sb_toolbox(r, sb, &t, lang, sizeof(lang), err);
 		runs_rtb_put(r, t);
+		if (ret == 0 && strcmp(lang, "python") && strcmp(lang, "javascript") &&
+		    strcmp(lang, "typescript"))
+			ret = runs_fail(err, EINVAL,
+					"the sandbox's language %s (label code-toolbox-language) "
+					"is not python, javascript or typescript",
+					lang);
+		if (ret == 0 && code->len > CODE_INLINE_MAX)
+			ret = upload_code(r, sb, lang, code, uploaded, sizeof(uploaded), err);
 		if (ret == 0)
-			ret = code_command(lang, code, &composed, err);
+			ret =
+			    code_command(lang, code, code->len > CODE_INLINE_MAX ? uploaded : NULL,
+					 &composed, err);
 		if (ret < 0)
 			goto out;
 		line = composed.data;
