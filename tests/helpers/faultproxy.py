@@ -711,6 +711,8 @@ try:
         yield made
         for px in made:
             px.close()
+            # the tally the suites' figures come from (pytest -s shows it)
+            print(f"\nfaultproxy: {px.requests} requests, injected {dict(px.injected)}")
 
     @pytest.fixture
     def fe(proxies, make_mount, tmp_path):
