@@ -124,3 +124,42 @@ def test_wrong_answers(fe, action, params, want):
     rec = fe.qd.get("sandbox", "a")
     assert rec["state"] == "stopped" and rec["labels"]["k"] == "v3"
     assert m.status()["reachable"] == "yes"
+
+
+def test_upload_reset_mid_body(fe):
+    """The connection reset while the upload's body is on its way: close()
+    fails with EIO, the sandbox keeps the old file whole (never a half), the
+    staged copy stays, and the next fsync sends it; a big read cut short
+    (truncated, reset) is EIO or the right bytes, never wrong ones."""
+    m, P, px = fe.m, fe.m.path, fe.px
+    m.expect_fs_log(LOG)
+    m.sh("mkdir sandboxes/u")
+    old, new = os.urandom(1 << 20), os.urandom(3 << 20)
+    target = P("sandboxes/u/files/tmp/up.bin")
+    call(write_node, target, old, True)
+    disk = fe.storage("u") / "tmp" / "up.bin"
+    assert disk.read_bytes() == old
+
+    fd = call(os.open, target, os.O_WRONLY | os.O_TRUNC)
+    call(os.write, fd, new)
+    px.add("reset_request", method="POST", path=r"/files/upload", at=1 << 20)
+    err, secs, _ = call(timed, os.close, fd)
+    assert err == errno.EIO and secs < RETRIED, (errname(err), secs)
+    assert disk.read_bytes() == old, "the sandbox's file changed under a failed upload"
+    assert new in fe.staged().values(), "the failed upload's staged copy is gone"
+    assert "up.bin" in m.read("sandboxes/u/error")
+    px.clear()
+    fd = call(os.open, target, os.O_WRONLY)
+    call(os.fsync, fd)
+    call(os.close, fd)
+    assert disk.read_bytes() == new
+
+    big = os.urandom(20 << 20)
+    (fe.storage("u") / "tmp" / "big.bin").write_bytes(big)
+    for action, params in (("truncate", {}), ("reset", {}), ("truncate", {"at": 1000})):
+        fe.flush()
+        px.add(action, method="GET", path=r"/files/download", times=2, **params)
+        err, _, got = call(timed, lambda: open(P("sandboxes/u/files/tmp/big.bin"), "rb").read())
+        assert err == errno.EIO or got == big, (action, params, errname(err), got and len(got))
+        px.clear()
+    assert call(lambda: open(P("sandboxes/u/files/tmp/big.bin"), "rb").read()) == big
