@@ -381,13 +381,14 @@ static void pty_on_drain(void *arg, struct dt_ws *ws)
 		pc->h->on_drain(pc->arg);
 }
 
-static void pty_on_batch_end(void *arg, struct dt_ws *ws)
+static long pty_on_batch_end(void *arg, struct dt_ws *ws, unsigned flags)
 {
 	struct dt_pty_conn *pc = arg;
 
 	(void)ws;
 	if (pc->h->on_batch_end && !atomic_load(&pc->detached))
-		pc->h->on_batch_end(pc->arg);
+		return pc->h->on_batch_end(pc->arg, flags);
+	return 0;
 }
 
 static const struct dt_ws_handler pty_ws_handler = {

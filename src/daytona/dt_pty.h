@@ -85,9 +85,10 @@ struct dt_pty_handler {
 	/*
 	 * Optional: the output of one read from the socket has all been given
 	 * to on_output (dt_ws_handler.on_batch_end): wake readers here, once,
-	 * rather than per piece. Also before on_end. Service thread; must not block.
+	 * rather than per piece. @flags and the hold returned: as
+	 * dt_ws_handler.on_batch_end's. Service thread; must not block.
 	 */
-	void (*on_batch_end)(void *arg);
+	long (*on_batch_end)(void *arg, unsigned flags);
 };
 
 struct dt_pty_conn;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <libwebsockets.h>
 
@@ -55,6 +56,12 @@ struct dt_ws_hub {
 	struct lws_context *lws;
 	pthread_t thread;
 	bool thread_started;
+	/* holds (on_batch_end): a thread wakes the service loop when the earliest is over */
+	pthread_t hold_thread;
+	bool hold_thread_started;
+	pthread_cond_t hold_cond;  /* hub->lock, on the monotonic clock */
+	int64_t hold_wake_us;	   /* hub->lock: when to wake the service loop; 0 never */
+	struct dt_ws *held;	   /* service thread only: connections in a hold */
 	atomic_bool stop;
 	pthread_mutex_t lock; /* the list and every connection's shared state */
 	pthread_cond_t cond;  /* a connection's state changed */
@@ -98,6 +105,8 @@ struct dt_ws {
 	/* service thread only */
 	struct dt_ws *batch_next;
 	bool batch_pending;
+	struct dt_ws *held_next;
+	int64_t hold_until_us; /* a hold asked by on_batch_end; 0 none */
 	struct buf rx;
 	bool rx_binary;
 	bool rx_too_big;
@@ -279,22 +288,137 @@ static void batch_note(struct dt_ws_hub *hub, struct dt_ws *ws)
 	hub->batched = ws;
 }
 
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Takes @ws out of the holds. */
+static void hold_unlink(struct dt_ws_hub *hub, struct dt_ws *ws)
+{
+	for (struct dt_ws **pp = &hub->held; *pp; pp = &(*pp)->held_next) {
+		if (*pp == ws) {
+			*pp = ws->held_next;
+			break;
+		}
+	}
+	ws->held_next = NULL;
+	ws->hold_until_us = 0;
+}
+
+/* Tells the hold thread when the earliest hold is over. */
+static void hold_rearm(struct dt_ws_hub *hub)
+{
+	int64_t earliest = 0;
+
+	for (struct dt_ws *ws = hub->held; ws; ws = ws->held_next)
+		if (!earliest || ws->hold_until_us < earliest)
+			earliest = ws->hold_until_us;
+	pthread_mutex_lock(&hub->lock);
+	if (earliest && (!hub->hold_wake_us || earliest < hub->hold_wake_us)) {
+		hub->hold_wake_us = earliest;
+		pthread_cond_signal(&hub->hold_cond);
+	}
+	pthread_mutex_unlock(&hub->lock);
+}
+
+/* After each service turn: the holds that are over end (on_batch_end LATE). */
+static void holds_expire(struct dt_ws_hub *hub)
+{
+	int64_t now;
+	struct dt_ws **pp;
+	bool any = false;
+
+	if (!hub->held)
+		return;
+	now = mono_us();
+	pp = &hub->held;
+	while (*pp) {
+		struct dt_ws *ws = *pp;
+
+		if (ws->hold_until_us > now) {
+			pp = &ws->held_next;
+			continue;
+		}
+		*pp = ws->held_next;
+		ws->held_next = NULL;
+		ws->hold_until_us = 0;
+		ws->handler->on_batch_end(ws->arg, ws, DT_WS_BATCH_LATE);
+		any = true;
+		pp = &hub->held; /* the handler ran: walk again from the start */
+	}
+	if (any || hub->held)
+		hold_rearm(hub);
+}
+
+static void *hold_main(void *arg)
+{
+	struct dt_ws_hub *hub = arg;
+
+	pthread_mutex_lock(&hub->lock);
+	while (!atomic_load(&hub->stop)) {
+		struct timespec ts;
+		int64_t now = mono_us();
+
+		if (!hub->hold_wake_us) {
+			pthread_cond_wait(&hub->hold_cond, &hub->lock);
+			continue;
+		}
+		if (now >= hub->hold_wake_us) {
+			hub->hold_wake_us = 0;
+			pthread_mutex_unlock(&hub->lock);
+			lws_cancel_service(hub->lws);
+			pthread_mutex_lock(&hub->lock);
+			continue;
+		}
+		ts.tv_sec = hub->hold_wake_us / 1000000;
+		ts.tv_nsec = (hub->hold_wake_us % 1000000) * 1000;
+		pthread_cond_timedwait(&hub->hold_cond, &hub->lock, &ts);
+	}
+	pthread_mutex_unlock(&hub->lock);
+	return NULL;
+}
+
 /* End of a service turn: every connection that got messages hears it once. */
 static void batch_flush(struct dt_ws_hub *hub)
 {
 	while (hub->batched) {
 		struct dt_ws *ws = hub->batched;
 
+		int waiting = 0;
+		long hold;
+
 		hub->batched = ws->batch_next;
 		ws->batch_next = NULL;
 		ws->batch_pending = false;
-		ws->handler->on_batch_end(ws->arg, ws);
+		/* ws->wsi is only changed on this thread */
+		if (!ws->wsi || ioctl(lws_get_socket_fd(ws->wsi), FIONREAD, &waiting) < 0)
+			waiting = 0;
+		hold = ws->handler->on_batch_end(ws->arg, ws, waiting > 0 ? DT_WS_BATCH_MORE : 0);
+		if (hold > 0 && !ws->hold_until_us && hub->hold_thread_started) {
+			ws->hold_until_us = mono_us() + hold;
+			ws->held_next = hub->held;
+			hub->held = ws;
+			hold_rearm(hub);
+		} else if (hold <= 0 && ws->hold_until_us) {
+			hold_unlink(hub, ws);
+		}
 	}
 }
 
 /* Takes @ws off the batch list, telling it first (its on_close is about to run). */
 static void batch_forget(struct dt_ws_hub *hub, struct dt_ws *ws)
 {
+	if (ws->hold_until_us) {
+		hold_unlink(hub, ws);
+		if (!ws->batch_pending) {
+			ws->handler->on_batch_end(ws->arg, ws, DT_WS_BATCH_LATE);
+			return;
+		}
+	}
 	if (!ws->batch_pending)
 		return;
 	for (struct dt_ws **pp = &hub->batched; *pp; pp = &(*pp)->batch_next) {
@@ -305,7 +429,7 @@ static void batch_forget(struct dt_ws_hub *hub, struct dt_ws *ws)
 	}
 	ws->batch_next = NULL;
 	ws->batch_pending = false;
-	ws->handler->on_batch_end(ws->arg, ws);
+	ws->handler->on_batch_end(ws->arg, ws, DT_WS_BATCH_LATE);
 }
 
 /* The wsi is gone: report the close once, then let the owner have it. */
@@ -518,6 +642,7 @@ static void *service_main(void *arg)
 		int n = lws_service(hub->lws, 0);
 
 		batch_flush(hub);
+		holds_expire(hub);
 		if (n < 0)
 			break;
 	}
@@ -540,6 +665,14 @@ struct dt_ws_hub *dt_ws_hub_new(struct dt_client *c, struct dt_error *err)
 	}
 	pthread_mutex_init(&hub->lock, NULL);
 	pthread_cond_init(&hub->cond, NULL);
+	{
+		pthread_condattr_t attr;
+
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&hub->hold_cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	atomic_init(&hub->stop, false);
 	hub->retry.secs_since_valid_ping = DT_WS_PING_S;
 	hub->retry.secs_since_valid_hangup = DT_WS_HANGUP_S;
@@ -564,12 +697,15 @@ struct dt_ws_hub *dt_ws_hub_new(struct dt_client *c, struct dt_error *err)
 		goto fail;
 	}
 	hub->thread_started = true;
+	/* without it, on_batch_end's holds are not kept: readers are woken at once */
+	hub->hold_thread_started = pthread_create(&hub->hold_thread, NULL, hold_main, hub) == 0;
 	return hub;
 fail:
 	if (hub->lws)
 		lws_context_destroy(hub->lws);
 	pthread_mutex_destroy(&hub->lock);
 	pthread_cond_destroy(&hub->cond);
+	pthread_cond_destroy(&hub->hold_cond);
 	free(hub);
 	return NULL;
 }
@@ -582,6 +718,12 @@ void dt_ws_hub_free(struct dt_ws_hub *hub)
 		atomic_store(&hub->stop, true);
 		lws_cancel_service(hub->lws);
 		pthread_join(hub->thread, NULL);
+	}
+	if (hub->hold_thread_started) {
+		pthread_mutex_lock(&hub->lock);
+		pthread_cond_signal(&hub->hold_cond);
+		pthread_mutex_unlock(&hub->lock);
+		pthread_join(hub->hold_thread, NULL);
 	}
 	/* Destroys what is left: WSI_DESTROY (on_close) runs on this thread. */
 	lws_context_destroy(hub->lws);
@@ -597,6 +739,7 @@ void dt_ws_hub_free(struct dt_ws_hub *hub)
 	}
 	pthread_mutex_destroy(&hub->lock);
 	pthread_cond_destroy(&hub->cond);
+	pthread_cond_destroy(&hub->hold_cond);
 	free(hub);
 }
 

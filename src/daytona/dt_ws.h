@@ -32,6 +32,9 @@
 
 #include "daytona.h"
 
+#define DT_WS_BATCH_MORE 1u
+#define DT_WS_BATCH_LATE 2u
+
 /* Whole messages larger than this are refused (received: closed with 1009). */
 #define DT_WS_MAX_MESSAGE (1024 * 1024)
 #define DT_WS_PING_S 15
@@ -62,10 +65,15 @@ struct dt_ws_handler {
 	 * Optional: the messages of one read from the socket have all been
 	 * handed to on_message (a flood comes as many per read), so a handler
 	 * may batch what it does per message (wake a reader once, not per
-	 * message). Service thread; must not block. Also called before on_close
-	 * when messages came since the last call.
+	 * message). @flags: DT_WS_BATCH_MORE, bytes are already waiting in the
+	 * socket (another batch follows at once); DT_WS_BATCH_LATE, the hold
+	 * asked for earlier is over. Returns 0, or a hold: microseconds after
+	 * which it is called again with DT_WS_BATCH_LATE unless a batch comes
+	 * first (a hold already running is not extended). Also called (LATE)
+	 * before on_close when messages came since the last call or a hold
+	 * runs. Service thread; must not block.
 	 */
-	void (*on_batch_end)(void *arg, struct dt_ws *ws);
+	long (*on_batch_end)(void *arg, struct dt_ws *ws, unsigned flags);
 };
 
 /* The TLS trust of @c (its CA file) is the hub's; connections may use any client. */

@@ -57,6 +57,7 @@ struct term {
 	struct dt_pty_end end;
 	char *ring;
 	size_t ring_cap, ring_head, ring_len;
+	bool flooding; /* the last piece of output was a big one */
 	uint64_t dropped;
 	struct terms_waiter *waiters;
 	struct terms_handle *handles;
@@ -235,6 +236,7 @@ static void on_output(void *arg, const void *data, size_t len)
 
 	pthread_mutex_lock(&t->lock);
 	before = tm->dropped;
+	tm->flooding = len >= TERMS_FLOOD_PIECE;
 	dropped = ring_put(tm, data, len);
 	tm->dropped += dropped;
 	pthread_mutex_unlock(&t->lock);
@@ -248,15 +250,28 @@ static void on_output(void *arg, const void *data, size_t len)
 	}
 }
 
-static void on_batch_end(void *arg)
+static long on_batch_end(void *arg, unsigned flags)
 {
 	struct term *tm = arg;
 	struct wakeups wk;
 
 	pthread_mutex_lock(&tm->t->lock);
+	/*
+	 * A flood (more waiting in the socket, or big pieces): let up to
+	 * TERMS_WAKE_BATCH gather, for at most TERMS_HOLD_US. A read pins and
+	 * faults in its whole buffer whatever it gets (direct_io): a reader
+	 * woken per 32 KiB piece spent more time than quaverfs and quaverd
+	 * together. Keystroke echo and the small tail of a flood wake at once.
+	 */
+	if (!(flags & DT_WS_BATCH_LATE) && ((flags & DT_WS_BATCH_MORE) || tm->flooding) &&
+	    tm->ring_len < TERMS_WAKE_BATCH && tm->waiters) {
+		pthread_mutex_unlock(&tm->t->lock);
+		return TERMS_HOLD_US;
+	}
 	collect(tm, &wk);
 	pthread_mutex_unlock(&tm->t->lock);
 	deliver(tm->t, &wk);
+	return 0;
 }
 
 static void *reconnect_main(void *arg);

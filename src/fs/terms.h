@@ -27,6 +27,14 @@
 
 /* Unread output kept per terminal; older bytes are dropped. */
 #define TERMS_RING (1024 * 1024)
+/*
+ * While a flood goes on (output in pieces of TERMS_FLOOD_PIECE or more),
+ * readers are woken once TERMS_WAKE_BATCH is kept, or TERMS_HOLD_US after
+ * the output they wait for came, whichever is first.
+ */
+#define TERMS_WAKE_BATCH (256 * 1024)
+#define TERMS_FLOOD_PIECE (16 * 1024)
+#define TERMS_HOLD_US 2000
 /* Input queued for the websocket before a writer waits. */
 #define TERMS_INPUT_MAX (1024 * 1024)
 /* Ended terminals kept (with their exit code and unread output) until rmdir, at most. */
