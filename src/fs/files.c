@@ -970,6 +970,9 @@ int files_getattr(struct files *f, uint64_t ino, struct stat *st, int64_t *data_
 	     (fn->attr_ms > fn->touched_ms || fn->estimated))) {
 		if (!fnode_is_root(fn) && !fn->local_only && !fn->dirty && !fn->unlinked)
 			*data_ms = fn->attr_ms;
+		/* An estimate moves with each change: the kernel keeps it DIR_INVAL_MS at most. */
+		if (fn->estimated && *data_ms > now - (FILES_TTL_MS - DIR_INVAL_MS))
+			*data_ms = now - (FILES_TTL_MS - DIR_INVAL_MS);
 		fnode_stat(f, fn, st);
 		goto out;
 	}
