@@ -22,6 +22,11 @@ from wsclient import connect
 MiB = 1 << 20
 
 
+# Under ASan (tools/test's sanitizer pass) every allocation carries redzones
+# and a freed-memory quarantine: memory bounds are twice as wide there.
+SLACK = 2 if os.environ.get("QUAVER_SANITIZED") else 1
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -106,7 +111,7 @@ def test_oversize_request_heads(hq, shape):
     answer = raw_exchange(q, req)
     assert status_of(answer) in (None, 400, 404, 413, 414, 431), answer[:200]
     served_quickly(q)
-    assert rss_kib(q.proc.pid) - before < 64 * 1024
+    assert rss_kib(q.proc.pid) - before < 64 * 1024 * SLACK
 
 
 @pytest.mark.parametrize("route", ["/api/sandbox", "/api/volumes", "/api/snapshots"])
@@ -138,7 +143,7 @@ def test_chunked_body_of_junk(hq):
         # an empty body (trailers only) is an empty object: a volume, removed below
         assert status_of(answer) in (None, 200, 400, 411, 413), answer[:200]
     served_quickly(q)
-    assert rss_kib(q.proc.pid) - before < 64 * 1024
+    assert rss_kib(q.proc.pid) - before < 64 * 1024 * SLACK
     for v in q.request("GET", "/volumes").data:
         q.request("DELETE", f"/volumes/{v['id']}")
 
@@ -170,7 +175,7 @@ def test_slowloris_does_not_starve_others(hq):
         for _ in range(5):
             served_quickly(q)
             time.sleep(0.3)
-        assert rss_kib(q.proc.pid) - before < 64 * 1024
+        assert rss_kib(q.proc.pid) - before < 64 * 1024 * SLACK
     finally:
         stop.set()
         t.join()
@@ -342,7 +347,7 @@ def test_websocket_input_flood_is_bounded(hq):
                 served_quickly(q, limit=3.0)
         took = time.monotonic() - t0
         grown = rss_kib(q.proc.pid) - before
-        assert grown < 96 * 1024, f"quaverd grew {grown} KiB for 64 MiB of input in {took:.1f} s"
+        assert grown < 96 * 1024 * SLACK, f"quaverd grew {grown} KiB for 64 MiB of input in {took:.1f} s"
     finally:
         try:
             ws.close()
@@ -364,7 +369,7 @@ def test_websocket_client_that_never_reads(hq):
         before = rss_kib(q.proc.pid)
         time.sleep(4.0)
         grown = rss_kib(q.proc.pid) - before
-        assert grown < 96 * 1024, f"quaverd grew {grown} KiB in 4 s for a client that reads nothing"
+        assert grown < 96 * 1024 * SLACK, f"quaverd grew {grown} KiB in 4 s for a client that reads nothing"
         served_quickly(q)
     finally:
         q.request_path("DELETE", f"/toolbox/{q.sid}/process/pty/noread")
