@@ -289,6 +289,9 @@ int dt_fs_info(struct dt_toolbox *tb, const char *path, struct dt_file_info *out
 	       struct dt_error *err);
 /* POST /files/folder?path=&mode= (mkdir -p: an existing directory is not an error). */
 int dt_fs_mkdir(struct dt_toolbox *tb, const char *path, mode_t mode, struct dt_error *err);
+/* The same; *@have_info: the answer said what the directory is (quaverd), in @info (to clear). */
+int dt_fs_mkdir_info(struct dt_toolbox *tb, const char *path, mode_t mode,
+		     struct dt_file_info *info, bool *have_info, struct dt_error *err);
 /* DELETE /files?path=[&recursive=true]; a directory needs @recursive. */
 int dt_fs_delete(struct dt_toolbox *tb, const char *path, bool recursive, struct dt_error *err);
 /* POST /files/move?source=&destination= ; an existing destination: EEXIST (409). */

@@ -321,17 +321,45 @@ int dt_fs_info(struct dt_toolbox *tb, const char *path, struct dt_file_info *out
 
 int dt_fs_mkdir(struct dt_toolbox *tb, const char *path, mode_t mode, struct dt_error *err)
 {
+	return dt_fs_mkdir_info(tb, path, mode, NULL, NULL, err);
+}
+
+int dt_fs_mkdir_info(struct dt_toolbox *tb, const char *path, mode_t mode,
+		     struct dt_file_info *info, bool *have_info, struct dt_error *err)
+{
 	DT_ERR_GUARD(err);
 	char what[256], octal[16];
 	const char *query[] = {"path", path, "mode", octal, NULL};
+	struct dt_response resp;
 	int rc;
 
+	if (have_info)
+		*have_info = false;
 	describe(what, sizeof(what), "mkdir", path);
 	rc = check_path(path, what, err);
 	if (rc)
 		return rc;
 	snprintf(octal, sizeof(octal), "%04o", (unsigned)(mode & 07777));
-	return tb_request(tb, DT_POST, "/files/folder", query, NULL, what, NULL, err);
+	rc = tb_request(tb, DT_POST, "/files/folder", query, NULL, what, &resp, err);
+	/* quaverd answers with the directory's FileInfo; Daytona with nothing. */
+	if (rc == 0 && info && have_info && resp.body.len && resp.body.data &&
+	    memmem(resp.body.data, resp.body.len, "\"modifiedAt\"", 12)) {
+		struct dt_error ignored = {0};
+		char *text = malloc(resp.body.len + 1);
+
+		if (text) {
+			memcpy(text, resp.body.data, resp.body.len);
+			text[resp.body.len] = '\0';
+			*have_info =
+			    dt_file_info_parse(text, resp.body.len, what, info, &ignored) == 0 &&
+			    info->is_dir && info->mtime.tv_sec;
+			if (!*have_info)
+				dt_file_info_clear(info);
+			free(text);
+		}
+	}
+	dt_response_free(&resp);
+	return rc;
 }
 
 int dt_fs_delete(struct dt_toolbox *tb, const char *path, bool recursive, struct dt_error *err)

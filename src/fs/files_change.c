@@ -69,8 +69,10 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 		struct files_entry *e, struct dt_error *err)
 {
 	char path[PATH_MAX], sb_id[OBJ_ID_MAX];
+	struct dt_file_info info = {0};
 	struct fnode *dir, *fn;
 	struct fattr a;
+	bool have_info = false;
 	int64_t now, asked;
 	int ret;
 
@@ -98,11 +100,16 @@ int files_mkdir(struct files *f, uint64_t parent, const char *name, mode_t mode,
 	if (ret != -ENOENT)
 		goto out;
 	asked = now_mono_ms();
-	ret = TB_CALL(f, sb_id, err, t, dt_fs_mkdir(t->tb, path, mode & 07777, err));
+	ret = TB_CALL(f, sb_id, err, t,
+		      dt_fs_mkdir_info(t->tb, path, mode & 07777, &info, &have_info, err));
 	if (ret < 0)
 		goto out;
 	now = now_mono_ms();
-	if (files_info(f, sb_id, path, &a, err) < 0) {
+	if (have_info) {
+		/* quaverd said what it made: no GET /files/info after it. */
+		fattr_from_info(&a, &info);
+		dt_file_info_clear(&info);
+	} else if (files_info(f, sb_id, path, &a, err) < 0) {
 		/* Made; only its attributes are unknown: say what was asked. */
 		a.mode = S_IFDIR | (mode & 07777);
 		a.size = 4096;

@@ -670,6 +670,26 @@ out:
 
 /* ---- folder ------------------------------------------------------------------------ */
 
+/*
+ * 201, with the directory's FileInfo (quaverd's own; Daytona sends no
+ * body), which spares a client the GET /files/info it would make next.
+ */
+static void reply_folder(struct tb_call *c, const char *path)
+{
+	struct view_node node;
+	cJSON *o = NULL;
+
+	if (view_resolve(&c->view, path, 0, &node) == 0) {
+		if (node.fd >= 0 && S_ISDIR(node.st.st_mode))
+			o = tb_file_info(&c->view, &node, base_name(path), path);
+		view_node_release(&node);
+	}
+	if (o)
+		tb_json(c, 201, o);
+	else
+		tb_reply_empty(c, 201);
+}
+
 void tb_folder(struct tb_call *c)
 {
 	const char *path = tb_need(c, "path");
@@ -688,7 +708,7 @@ void tb_folder(struct tb_call *c)
 		return;
 	if (node.fd >= 0) {
 		if (S_ISDIR(node.st.st_mode))
-			tb_reply_empty(c, 201);
+			reply_folder(c, path);
 		else
 			tb_error(c, 400, "INVALID_FILE_PATH",
 				 "cannot create folder %s: a file of that name exists", path);
@@ -697,7 +717,7 @@ void tb_folder(struct tb_call *c)
 	} else if (mkdirat(node.parent_fd, node.name, mode & 0777) < 0 && errno != EEXIST) {
 		tb_errno(c, -errno, "cannot create folder", path);
 	} else {
-		tb_reply_empty(c, 201);
+		reply_folder(c, path);
 	}
 	view_node_release(&node);
 }
