@@ -505,6 +505,11 @@ int dt_pty_send(struct dt_pty_conn *pc, const void *data, size_t len)
 	return 0;
 }
 
+void dt_pty_pause_output(struct dt_pty_conn *pc, bool pause)
+{
+	dt_ws_pause_rx(pc->ws, pause);
+}
+
 size_t dt_pty_queued(struct dt_pty_conn *pc)
 {
 	return dt_ws_queued(pc->ws);

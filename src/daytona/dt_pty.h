@@ -104,6 +104,8 @@ int dt_pty_connect(struct dt_ws_hub *hub, struct dt_toolbox *tb, const char *id,
 		   struct dt_pty_conn **out, struct dt_error *err);
 /* Keystrokes, in binary frames of at most DT_PTY_SEND_CHUNK. -EPIPE once it ended. */
 int dt_pty_send(struct dt_pty_conn *pc, const void *data, size_t len);
+/* dt_ws_pause_rx of the connection: output stops coming (the server queues it) or goes on. */
+void dt_pty_pause_output(struct dt_pty_conn *pc, bool pause);
 /* Input queued and not yet sent. */
 size_t dt_pty_queued(struct dt_pty_conn *pc);
 /*

@@ -98,6 +98,8 @@ struct dt_ws {
 	bool free_on_unlink; /* released on the service thread: it frees too */
 	bool unlinked;
 	bool closed_reported; /* on_close ran (or never will) */
+	bool rx_paused;	      /* asked by dt_ws_pause_rx */
+	bool rx_paused_applied; /* what lws was told */
 	int fail_status;      /* a refused upgrade's HTTP status */
 	char fail_message[200];
 	char protocol[64];
@@ -274,6 +276,10 @@ static void service_requests(struct dt_ws_hub *hub)
 		}
 		if (ws->state >= WS_OPEN && (ws->head || ws->want_close))
 			lws_callback_on_writable(ws->wsi);
+		if (ws->state >= WS_OPEN && ws->rx_paused != ws->rx_paused_applied) {
+			ws->rx_paused_applied = ws->rx_paused;
+			lws_rx_flow_control(ws->wsi, !ws->rx_paused);
+		}
 	}
 	pthread_mutex_unlock(&hub->lock);
 }
@@ -325,6 +331,19 @@ static void hold_rearm(struct dt_ws_hub *hub)
 	pthread_mutex_unlock(&hub->lock);
 }
 
+/* What on_batch_end answered: start a hold (a running one is not extended), or end it. */
+static void hold_apply(struct dt_ws_hub *hub, struct dt_ws *ws, long hold)
+{
+	if (hold > 0 && !ws->hold_until_us && hub->hold_thread_started) {
+		ws->hold_until_us = mono_us() + hold;
+		ws->held_next = hub->held;
+		hub->held = ws;
+		hold_rearm(hub);
+	} else if (hold <= 0 && ws->hold_until_us) {
+		hold_unlink(hub, ws);
+	}
+}
+
 /* After each service turn: the holds that are over end (on_batch_end LATE). */
 static void holds_expire(struct dt_ws_hub *hub)
 {
@@ -346,7 +365,7 @@ static void holds_expire(struct dt_ws_hub *hub)
 		*pp = ws->held_next;
 		ws->held_next = NULL;
 		ws->hold_until_us = 0;
-		ws->handler->on_batch_end(ws->arg, ws, DT_WS_BATCH_LATE);
+		hold_apply(hub, ws, ws->handler->on_batch_end(ws->arg, ws, DT_WS_BATCH_LATE));
 		any = true;
 		pp = &hub->held; /* the handler ran: walk again from the start */
 	}
@@ -398,14 +417,7 @@ static void batch_flush(struct dt_ws_hub *hub)
 		if (!ws->wsi || ioctl(lws_get_socket_fd(ws->wsi), FIONREAD, &waiting) < 0)
 			waiting = 0;
 		hold = ws->handler->on_batch_end(ws->arg, ws, waiting > 0 ? DT_WS_BATCH_MORE : 0);
-		if (hold > 0 && !ws->hold_until_us && hub->hold_thread_started) {
-			ws->hold_until_us = mono_us() + hold;
-			ws->held_next = hub->held;
-			hub->held = ws;
-			hold_rearm(hub);
-		} else if (hold <= 0 && ws->hold_until_us) {
-			hold_unlink(hub, ws);
-		}
+		hold_apply(hub, ws, hold);
 	}
 }
 
@@ -958,6 +970,14 @@ int dt_ws_send(struct dt_ws *ws, bool binary, const void *data, size_t len)
 	pthread_mutex_unlock(&ws->hub->lock);
 	lws_cancel_service(ws->hub->lws);
 	return 0;
+}
+
+void dt_ws_pause_rx(struct dt_ws *ws, bool pause)
+{
+	pthread_mutex_lock(&ws->hub->lock);
+	ws->rx_paused = pause;
+	pthread_mutex_unlock(&ws->hub->lock);
+	lws_cancel_service(ws->hub->lws);
 }
 
 size_t dt_ws_queued(struct dt_ws *ws)

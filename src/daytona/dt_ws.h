@@ -109,6 +109,13 @@ const char *dt_ws_protocol(const struct dt_ws *ws);
  * closing or gone; -EMSGSIZE over DT_WS_MAX_MESSAGE; -ENOMEM.
  */
 int dt_ws_send(struct dt_ws *ws, bool binary, const void *data, size_t len);
+/*
+ * Stops (true) or resumes taking bytes from the socket: the peer's sends
+ * then wait (TCP flow control) and on_message stops after what was already
+ * read. Any thread; applied on the service thread's next turn. A pause
+ * long enough makes the peer give up (a server closes a slow consumer).
+ */
+void dt_ws_pause_rx(struct dt_ws *ws, bool pause);
 /* Bytes queued and not yet handed to the socket (for a caller that bounds its writes). */
 size_t dt_ws_queued(struct dt_ws *ws);
 /* Whether the connection is open (not closing, not gone). */

@@ -57,7 +57,10 @@ struct term {
 	struct dt_pty_end end;
 	char *ring;
 	size_t ring_cap, ring_head, ring_len;
-	bool flooding; /* the last piece of output was a big one */
+	bool flooding;	    /* the last piece of output was a big one */
+	bool out_paused;    /* the websocket is paused for a reader behind (TERMS_PAUSE_AT) */
+	bool pause_spent;   /* a pause ran out: no other until a reader takes output */
+	int64_t pause_end_ms;
 	uint64_t dropped;
 	struct terms_waiter *waiters;
 	struct terms_handle *handles;
@@ -239,6 +242,11 @@ static void on_output(void *arg, const void *data, size_t len)
 	tm->flooding = len >= TERMS_FLOOD_PIECE;
 	dropped = ring_put(tm, data, len);
 	tm->dropped += dropped;
+	if (!tm->out_paused && !tm->pause_spent && tm->conn && tm->ring_len >= TERMS_PAUSE_AT) {
+		tm->out_paused = true;
+		tm->pause_end_ms = now_mono_ms() + TERMS_PAUSE_MS;
+		dt_pty_pause_output(tm->conn, true);
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (dropped && before == 0) {
 		char path[512];
@@ -250,12 +258,32 @@ static void on_output(void *arg, const void *data, size_t len)
 	}
 }
 
+/* Under t->lock. */
+static void output_resume(struct term *tm)
+{
+	tm->out_paused = false;
+	if (tm->conn)
+		dt_pty_pause_output(tm->conn, false);
+}
+
 static long on_batch_end(void *arg, unsigned flags)
 {
 	struct term *tm = arg;
 	struct wakeups wk;
+	long hold = 0;
 
 	pthread_mutex_lock(&tm->t->lock);
+	if (tm->out_paused) {
+		int64_t left = tm->pause_end_ms - now_mono_ms();
+
+		if (left <= 0) {
+			/* the reader is still behind: go on, dropping its oldest bytes */
+			output_resume(tm);
+			tm->pause_spent = true;
+		} else {
+			hold = (long)left * 1000; /* to come back when the pause is over */
+		}
+	}
 	/*
 	 * A flood (more waiting in the socket, or big pieces): let up to
 	 * TERMS_WAKE_BATCH gather, for at most TERMS_HOLD_US. A read pins and
@@ -266,12 +294,12 @@ static long on_batch_end(void *arg, unsigned flags)
 	if (!(flags & DT_WS_BATCH_LATE) && ((flags & DT_WS_BATCH_MORE) || tm->flooding) &&
 	    tm->ring_len < TERMS_WAKE_BATCH && tm->waiters) {
 		pthread_mutex_unlock(&tm->t->lock);
-		return TERMS_HOLD_US;
+		return hold && hold < TERMS_HOLD_US ? hold : TERMS_HOLD_US;
 	}
 	collect(tm, &wk);
 	pthread_mutex_unlock(&tm->t->lock);
 	deliver(tm->t, &wk);
-	return 0;
+	return hold;
 }
 
 static void *reconnect_main(void *arg);
@@ -383,6 +411,7 @@ static void *reconnect_main(void *arg)
 	tm->reconnecting = false;
 	if (ret == 0 && !tm->ended) {
 		tm->conn = conn;
+		tm->out_paused = false; /* a new connection is not paused */
 		conn = NULL;
 	} else if (!tm->ended) {
 		tm->ended = true;
@@ -615,6 +644,7 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		goto out;
 	pthread_mutex_lock(&t->lock);
 	tm->conn = conn;
+	tm->out_paused = false;
 	pthread_mutex_unlock(&t->lock);
 out:
 	pthread_mutex_unlock(&tm->attach_lock);
@@ -1161,6 +1191,11 @@ int terms_read(struct terms_handle *h, char *buf, size_t size, int64_t off, size
 	}
 	pthread_mutex_lock(&t->lock);
 	*got = ring_take(tm, buf, size);
+	if (*got) {
+		tm->pause_spent = false;
+		if (tm->out_paused && tm->ring_len <= TERMS_RESUME_AT)
+			output_resume(tm);
+	}
 	if (*got || (tm->ended && tm->end.exited)) {
 		pthread_mutex_unlock(&t->lock);
 		return 0;

@@ -35,6 +35,16 @@
 #define TERMS_WAKE_BATCH (256 * 1024)
 #define TERMS_FLOOD_PIECE (16 * 1024)
 #define TERMS_HOLD_US 2000
+/*
+ * A reader that falls TERMS_PAUSE_AT behind pauses the websocket (the
+ * server queues the output) for at most TERMS_PAUSE_MS, until it is back
+ * to TERMS_RESUME_AT; only then are the oldest bytes dropped. One pause
+ * per falling behind: a reader must take output before the next one, so
+ * a reader that stops costs a single pause, never the server's 1008.
+ */
+#define TERMS_PAUSE_AT (TERMS_RING - 256 * 1024)
+#define TERMS_RESUME_AT (TERMS_RING / 2)
+#define TERMS_PAUSE_MS 20
 /* Input queued for the websocket before a writer waits. */
 #define TERMS_INPUT_MAX (1024 * 1024)
 /* Ended terminals kept (with their exit code and unread output) until rmdir, at most. */
