@@ -67,7 +67,7 @@ def test_lifecycle_is_memcheck_clean(tmp_path, monkeypatch):
     import fsmount
     old_timeout = fsmount.MOUNT_TIMEOUT
     fsmount.MOUNT_TIMEOUT = 60
-    m = Mount(tmp_path / "m")
+    m = Mount(tmp_path / "m", fs_options=[f"cache_dir={tmp_path / 'cache'}"])
     try:
         m.start()
         # valgrind 3.19 has no pidfd_open: the sandbox's processes cannot start

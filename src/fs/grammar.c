@@ -13,16 +13,22 @@
 
 /* ---- words -------------------------------------------------------------- */
 
-static int push_word(char ***words, size_t *n, struct buf *w)
+/* Appends @w's text to the NULL-terminated @words (@cap slots, grown by doubling). */
+static int push_word(char ***words, size_t *n, size_t *cap, struct buf *w)
 {
-	char **grown = realloc(*words, (*n + 2) * sizeof(*grown));
+	if (*n + 2 > *cap) {
+		/* Doubling: a 1 MiB write of words must not cost a copy per word. */
+		size_t want = *cap ? *cap * 2 : 8;
+		char **grown = realloc(*words, want * sizeof(*grown));
 
-	if (!grown)
-		return -ENOMEM;
-	*words = grown;
-	grown[(*n)++] = buf_steal(w);
-	grown[*n] = NULL;
-	return grown[*n - 1] ? 0 : -ENOMEM;
+		if (!grown)
+			return -ENOMEM;
+		*words = grown;
+		*cap = want;
+	}
+	(*words)[(*n)++] = buf_steal(w);
+	(*words)[*n] = NULL;
+	return (*words)[*n - 1] ? 0 : -ENOMEM;
 }
 
 int words_split(const char *text, size_t len, char ***words, size_t *nwords, char *msg,
@@ -30,7 +36,7 @@ int words_split(const char *text, size_t len, char ***words, size_t *nwords, cha
 {
 	struct buf w = BUF_INIT;
 	char **out = NULL;
-	size_t n = 0, i = 0;
+	size_t n = 0, i = 0, cap = 1;
 	bool in_word = false;
 	int ret = 0;
 
@@ -45,7 +51,7 @@ int words_split(const char *text, size_t len, char ***words, size_t *nwords, cha
 			ret = -EINVAL;
 		} else if (isspace((unsigned char)ch)) {
 			if (in_word)
-				ret = push_word(&out, &n, &w);
+				ret = push_word(&out, &n, &cap, &w);
 			in_word = false;
 			i++;
 		} else if (ch == '\'' || ch == '"') {
@@ -80,7 +86,7 @@ int words_split(const char *text, size_t len, char ***words, size_t *nwords, cha
 		}
 	}
 	if (ret == 0 && in_word)
-		ret = push_word(&out, &n, &w);
+		ret = push_word(&out, &n, &cap, &w);
 	buf_free(&w);
 	if (ret < 0) {
 		if (ret == -ENOMEM)
