@@ -409,6 +409,11 @@ class Mount:
             opts += ["-o", f"state_dir={self.state_dir}", "-o", f"quaverd={quaverd_bin()}"]
         for o in self.fs_options:
             opts += ["-o", o]
+        if self.user is None and not any(o.startswith("cache_dir=") for o in self.fs_options):
+            # Each mount its own staging directory: copies a test leaves
+            # unsent on purpose (kept, as fs-layout.md promises) must not be
+            # reported by every later mount of the run from ~/.cache.
+            opts += ["-o", f"cache_dir={self.base / 'cache'}"]
         return [*self.as_user(), quaverfs_bin(), "-d" if self.debug else "-f", *opts,
                 str(self.mnt)]
 
