@@ -416,7 +416,9 @@ def test_transitional_states_are_polled_with_backoff(tmp_path, mounted):
         gaps = [b - a for a, b in zip(times, times[1:])]
         assert 4 <= len(polls) <= 12, f"{len(polls)} polls in {took:.1f} s: {gaps}"
         assert min(gaps[1:]) >= 0.09, gaps
-        assert max(gaps) <= 1.4, gaps
+        # the backoff's cap is 1 s; the first gap also holds the create's own
+        # work after its answer, and a loaded 2-core machine adds its delays
+        assert max(gaps[1:]) <= 2.0, gaps
         # backing off: later gaps are longer than the first ones
         assert sum(gaps[-2:]) > 2 * sum(gaps[:2]), gaps
     finally:
