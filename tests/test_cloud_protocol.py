@@ -620,6 +620,33 @@ def test_a_lifecycle_sends_only_requests_daytona_knows(cloud, mounted):
     assert any(re.search(r"/toolbox/ID/process/session", p) for _, p in seen), sorted(seen)
 
 
+def test_a_toolbox_url_that_changes_across_a_start_is_followed(cloud, mounted):
+    """Daytona may hand out another toolboxProxyUrl after a start (section
+    10: refresh it after start/restore): files/ follows the sandbox record's
+    URL and never asks the old one again (the proxy answers 404 there)."""
+    qd, proxy = cloud
+    m = mounted(qd, proxy)
+    create_sandbox(m, "tu")
+    f = "sandboxes/tu/files/home/daytona"
+    m.sh(f"mkdir {f}/d && echo one > {f}/d/a.txt && cat {f}/d/a.txt")
+    m.write("sandboxes/tu/state", "stop\n", timeout=60)
+    assert m.read("sandboxes", "tu", "state").strip() == "stopped"
+    with proxy.lock:
+        proxy.generation = 2
+    m.write("sandboxes/tu/state", "start\n", timeout=60)
+    assert m.read("sandboxes", "tu", "state").strip() == "started"
+    mark = proxy.mark()
+    time.sleep(1.1)  # past the attribute window: the files are asked for again
+    res = m.sh(f"cat {f}/d/a.txt && echo two > {f}/d/b.txt && ls {f}/d && cat {f}/d/b.txt")
+    assert res.stdout.split() == ["one", "a.txt", "b.txt", "two"], res
+    toolbox = [r for r in proxy.since(mark) if "/toolbox/" in r.path]
+    assert toolbox, "no toolbox request after the start"
+    old = [r for r in toolbox if not r.path.startswith("/tb2/")]
+    assert not old, f"requests to the toolbox URL from before the start: {old}"
+    assert all(r.status < 400 for r in toolbox), toolbox
+    assert any(r.method == "POST" and "/files/upload" in r.path for r in toolbox), toolbox
+
+
 # ---- TLS -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -503,7 +503,17 @@ void tbref_put(struct tbref *t)
 	if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	dt_toolbox_free(t->tb);
+	free(t->url);
 	free(t);
+}
+
+/* Whether handle @t still names the toolbox URL the sandbox's record gives: Daytona may hand
+ * out another toolboxProxyUrl after a start or restore (daytona-api.md section 10). */
+static bool tbref_url_current(const struct tbref *t, const struct dt_sandbox *sb)
+{
+	const char *now = sb->toolbox_proxy_url ? sb->toolbox_proxy_url : "";
+
+	return strcmp(t->url ? t->url : "", now) == 0;
 }
 
 /* What to tell a user who reaches files/ of a sandbox that is not started. */
@@ -592,7 +602,8 @@ int files_toolbox(struct files *f, const char *sb_id, struct tbref **out, struct
 	for (i = 0; i < f->ntbs; i++)
 		if (strcmp(f->tbs[i]->sb_id, sb_id) == 0)
 			break;
-	if (i < f->ntbs && f->tbs[i]->client == client && !f->tbs[i]->stale) {
+	if (i < f->ntbs && f->tbs[i]->client == client && !f->tbs[i]->stale &&
+	    tbref_url_current(f->tbs[i], &o->sb)) {
 		t = f->tbs[i];
 		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 	}
@@ -603,15 +614,22 @@ int files_toolbox(struct files *f, const char *sb_id, struct tbref **out, struct
 		return 0;
 	}
 
-	/* A new handle: the first use, a restarted quaverd or a stale URL. */
+	/* A new handle: the first use, a restarted quaverd, or a toolbox URL that changed (a start
+	 * or restore moved the sandbox) or failed. */
 	fresh = calloc(1, sizeof(*fresh));
 	if (!fresh) {
 		cobj_put(o);
 		return files_fail(err, ENOMEM, "out of memory");
 	}
+	if (o->sb.toolbox_proxy_url && !(fresh->url = strdup(o->sb.toolbox_proxy_url))) {
+		cobj_put(o);
+		free(fresh);
+		return files_fail(err, ENOMEM, "out of memory");
+	}
 	fresh->tb = dt_toolbox_for_sandbox(client, &o->sb, err);
 	cobj_put(o);
 	if (!fresh->tb) {
+		free(fresh->url);
 		free(fresh);
 		return -(err->err ? err->err : EIO);
 	}

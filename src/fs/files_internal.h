@@ -102,6 +102,7 @@ struct tbref {
 	struct dt_toolbox *tb;
 	struct dt_client *client;
 	bool stale;
+	char *url; /* the sandbox's toolboxProxyUrl the handle was made from (NULL: none) */
 	char sb_id[OBJ_ID_MAX];
 };
 
