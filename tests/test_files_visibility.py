@@ -289,3 +289,41 @@ def test_large_written_file_downloads_whole(fenv, vdir):
                                            headers={"Range": "bytes=1048576-1048591"},
                                            path=f"{vp}/large.bin")
     assert status == 206 and raw == pattern_block("vis-large", 1)[:16], (status, headers)
+
+
+def pty_expect(fd, pattern, timeout=15.0):
+    """Reads the pty node until @pattern (bytes regex) shows; returns what came."""
+    import re
+    import select
+    rx, out = re.compile(pattern), b""
+    deadline = time.monotonic() + timeout
+    while not rx.search(out):
+        left = deadline - time.monotonic()
+        assert left > 0, f"{pattern!r} not seen in {timeout} s; got {out[-400:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"EOF before {pattern!r}; got {out[-400:]!r}"
+            out += chunk
+    return out
+
+
+@bounded(60)
+def test_a_command_typed_into_the_pty_is_seen_at_once(fenv, vdir):
+    """fs-layout.md (files/, Consistency): what this mount's own terminals
+    did is seen at once: a file a command typed into the pty node rewrote
+    (same size) is read anew by an open right after, though files/ had
+    learnt its attributes a moment before."""
+    path, vp = vdir
+    target = path / "typed.txt"
+    fd = os.open(fenv.m.path("sandboxes", fenv.sandbox, "pty"), os.O_RDWR)
+    try:
+        pty_expect(fd, rb"\$ ")
+        for n in range(3):
+            with open(target, "wb") as f:
+                f.write(b"old%d\n" % n)
+            assert read_all(target) == b"old%d\n" % n
+            os.write(fd, f"echo new{n} > {vp}/typed.txt; echo done-$((40+{n}))\n".encode())
+            pty_expect(fd, b"done-%d" % (40 + n))
+            assert read_all(target) == b"new%d\n" % n
+    finally:
+        os.close(fd)

@@ -54,6 +54,7 @@ struct term {
 	struct dt_pty_end lost_end; /* why, in case the new connection fails */
 	bool ended;
 	int64_t ended_ms;
+	bool activity; /* files_sandbox_activity(begin) was said for its shell: its end ends it */
 	struct dt_pty_end end;
 	char *ring;
 	size_t ring_cap, ring_head, ring_len;
@@ -330,8 +331,28 @@ static bool reconnect_locked(struct term *tm, const struct dt_pty_end *end)
 	return ok;
 }
 
+/*
+ * Under t->lock: whether @tm's shell was noted as running for files/ (what
+ * it writes is seen there at once), now no longer; the caller then says so
+ * with files_sandbox_activity(false), outside the lock.
+ */
+static bool activity_end_locked(struct term *tm)
+{
+	bool had = tm->activity;
+
+	tm->activity = false;
+	return had;
+}
+
+static void activity_end(struct term *tm)
+{
+	if (tm->t->fs->files)
+		files_sandbox_activity(tm->t->fs->files, tm->sb_id, false);
+}
+
 static void on_end(void *arg, const struct dt_pty_end *end)
 {
+	bool had_activity;
 	struct term *tm = arg;
 	struct terms *t = tm->t;
 	struct wakeups wk;
@@ -354,8 +375,12 @@ static void on_end(void *arg, const struct dt_pty_end *end)
 	tm->ended = true;
 	tm->ended_ms = now_mono_ms();
 	tm->end = *end;
+	had_activity = activity_end_locked(tm);
 	collect(tm, &wk);
 	pthread_mutex_unlock(&t->lock);
+	/* before readers hear of the end: what the shell wrote is asked for anew */
+	if (had_activity)
+		activity_end(tm);
 	if (end->exited)
 		log_info("%s: the shell exited with code %d%s%s", path, end->exit_code,
 			 end->exit_reason[0] ? ", " : "", end->exit_reason);
@@ -396,6 +421,7 @@ static void *reconnect_main(void *arg)
 	struct dt_error err = {0};
 	struct wakeups wk;
 	char path[512];
+	bool had_activity = false;
 	int ret;
 
 	term_path(tm, path, sizeof(path));
@@ -417,10 +443,13 @@ static void *reconnect_main(void *arg)
 		tm->ended = true;
 		tm->ended_ms = now_mono_ms();
 		tm->end = tm->lost_end;
+		had_activity = activity_end_locked(tm);
 	}
 	collect(tm, &wk);
 	pthread_mutex_unlock(&t->lock);
 	pthread_mutex_unlock(&tm->attach_lock);
+	if (had_activity)
+		activity_end(tm);
 	dt_pty_disconnect(conn); /* connected after an rmdir: not wanted */
 	if (ret < 0)
 		log_warn("%s: the connection to the terminal was lost and not regained: %s", path,
@@ -589,7 +618,7 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 	struct dt_pty_params p = {0};
 	struct dt_pty_conn *conn = NULL;
 	struct dt_kv envs[TERMS_ENV_MAX];
-	bool pending, attached;
+	bool pending, attached, ended;
 	int ret = 0;
 
 	pthread_mutex_lock(&tm->attach_lock);
@@ -633,6 +662,11 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		envs_clear(tm);
 		pthread_mutex_unlock(&t->lock);
 	}
+	/*
+	 * The shell starts at the connect: from now on files/ does not trust
+	 * what it learnt of this sandbox before (fs-layout.md, files/ Consistency).
+	 */
+	files_sandbox_activity(f, tm->sb_id, true);
 	for (int try = 0; try < ATTACH_TRIES; try++) {
 		ret = TB_CALL(
 		    f, tm->sb_id, err, tb,
@@ -640,12 +674,18 @@ static int term_attach(struct terms *t, struct term *tm, struct dt_error *err)
 		if (!retryable(ret, err) || sleep_or_cancel(100 << try))
 			break;
 	}
-	if (ret < 0)
+	if (ret < 0) {
+		files_sandbox_activity(f, tm->sb_id, false);
 		goto out;
+	}
 	pthread_mutex_lock(&t->lock);
 	tm->conn = conn;
 	tm->out_paused = false;
+	ended = tm->ended; /* it may have ended already, before on_end knew of the activity */
+	tm->activity = !ended;
 	pthread_mutex_unlock(&t->lock);
+	if (ended)
+		files_sandbox_activity(f, tm->sb_id, false);
 out:
 	pthread_mutex_unlock(&tm->attach_lock);
 	return ret;
@@ -826,6 +866,7 @@ int terms_rmdir(struct terms *t, const char *sb_id, const char *name, struct dt_
 	if (tm) {
 		/* a shell that was not ours to wait for: its readers get EOF at once */
 		struct wakeups wk;
+		bool had_activity;
 
 		pthread_mutex_lock(&t->lock);
 		if (!tm->ended) {
@@ -834,8 +875,11 @@ int terms_rmdir(struct terms *t, const char *sb_id, const char *name, struct dt_
 			tm->end.exit_code = 137;
 			copy_str(tm->end.exit_reason, sizeof(tm->end.exit_reason), "SIGKILL");
 		}
+		had_activity = activity_end_locked(tm);
 		collect(tm, &wk);
 		pthread_mutex_unlock(&t->lock);
+		if (had_activity)
+			activity_end(tm);
 		deliver(t, &wk);
 		term_put(tm);
 		if (ret == -ENOENT)
