@@ -665,10 +665,11 @@ def fault_env(make_mount, proxies, tmp_path, fs_options=("op_timeout=20",), **kw
     port = free_port()
     px = FaultProxy(port).start()
     proxies.append(px)
+    # the staging directory, where the copies of failed uploads stay
     cache = tmp_path / f"cache{len(proxies)}"
-    env = dict(kw.pop("env", {}))
-    env["XDG_CACHE_HOME"] = str(cache)
-    m = make_mount(port=port, api_url=px.api_url, fs_options=list(fs_options), env=env, **kw)
+    cache.mkdir(mode=0o700)
+    m = make_mount(port=port, api_url=px.api_url,
+                   fs_options=[*fs_options, f"cache_dir={cache}"], **kw)
     return FaultEnv(m, px, cache)
 
 
