@@ -42,6 +42,18 @@ def sec(make_module_quaverd):
     return q
 
 
+class AnyBox(Box):
+    """A Box whose toolbox may listen on a port of its own (cloud-like mode)."""
+
+    def __init__(self, q, dto):
+        super().__init__(q, dto)
+        self.port = urllib.parse.urlsplit(dto["toolboxProxyUrl"]).port
+
+    def call(self, method, route, json=None, headers=None, timeout=120, **kw):
+        return self.q.request_path(method, f"{self.base}/{route}", json=json, headers=headers,
+                                   timeout=timeout, port=self.port, **kw)
+
+
 def assert_clean(q, text, canary_value, where):
     assert canary_value not in text, f"the host canary came back through {where}"
     assert q.token not in text, f"quaverd's token came back through {where}"
@@ -193,7 +205,7 @@ def test_links_made_inside_never_lead_the_mount_out(make_mount, canary, tmp_path
     # writes that cannot be sent stay staged: in a cache dir of this test's own
     m = make_mount(fs_options=[f"cache_dir={tmp_path / 'cache'}"])
     q = m.qd
-    box = Box(q, q.ok("POST", "/sandbox", json={"name": "escbox", "env": {}, "labels": {}}))
+    box = AnyBox(q, q.ok("POST", "/sandbox", json={"name": "escbox", "env": {}, "labels": {}}))
     wait_sandbox(q, box.id, "started")
     names = plant_links(box, cpath, q)
     m.write("control", "flush\n")
