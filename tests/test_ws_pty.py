@@ -180,10 +180,11 @@ def test_slow_consumer_is_closed_others_go_on(shared_quaverd, sandbox):
     q = shared_quaverd
     assert toolbox(q, "POST", sandbox, "process/pty", json={"id": "p5"})[0] == 201
     fast = Term(q, tb(sandbox, "process/pty/p5/connect"))
-    # one that does not read, with a small receive window: ~4 MB of output is
-    # far more than its 256 queued messages and the socket buffers hold
+    # one that does not read, with a small receive window: ~21 MB of output is
+    # far more than its 256 queued messages (of up to 32 KiB: 8 MiB) and the
+    # socket buffers hold
     slow = Term(q, tb(sandbox, "process/pty/p5/connect"), read=False, rcvbuf=4096)
-    fast.type("yes line | head -n 700000; echo done-$((40+2))\r")
+    fast.type("yes line | head -n 3500000; echo done-$((40+2))\r")
     fast.wait_output(r"done-42\r\n", timeout=120)
     # the slow one was closed with 1008; drain it to see the close frame
     slow.ws.sock.settimeout(10)

@@ -704,15 +704,25 @@ struct dt_ws_hub *dt_ws_hub_new(struct dt_client *c, struct dt_error *err)
 		dt_error_set(err, EIO, 0, "websocket", "libwebsockets failed to start");
 		goto fail;
 	}
+	if (pthread_create(&hub->hold_thread, NULL, hold_main, hub)) {
+		dt_error_set(err, EAGAIN, 0, "websocket", "no thread for the websocket holds");
+		goto fail;
+	}
+	hub->hold_thread_started = true;
 	if (pthread_create(&hub->thread, NULL, service_main, hub)) {
 		dt_error_set(err, EAGAIN, 0, "websocket", "no thread for the websocket service");
 		goto fail;
 	}
 	hub->thread_started = true;
-	/* without it, on_batch_end's holds are not kept: readers are woken at once */
-	hub->hold_thread_started = pthread_create(&hub->hold_thread, NULL, hold_main, hub) == 0;
 	return hub;
 fail:
+	if (hub->hold_thread_started) {
+		pthread_mutex_lock(&hub->lock);
+		atomic_store(&hub->stop, true);
+		pthread_cond_signal(&hub->hold_cond);
+		pthread_mutex_unlock(&hub->lock);
+		pthread_join(hub->hold_thread, NULL);
+	}
 	if (hub->lws)
 		lws_context_destroy(hub->lws);
 	pthread_mutex_destroy(&hub->lock);
@@ -733,6 +743,7 @@ void dt_ws_hub_free(struct dt_ws_hub *hub)
 	}
 	if (hub->hold_thread_started) {
 		pthread_mutex_lock(&hub->lock);
+		atomic_store(&hub->stop, true);
 		pthread_cond_signal(&hub->hold_cond);
 		pthread_mutex_unlock(&hub->lock);
 		pthread_join(hub->hold_thread, NULL);

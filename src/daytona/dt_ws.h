@@ -2,8 +2,8 @@
  * A small websocket client for the toolbox websockets (PTY connect, session
  * log follow; daytona-api.md sections 7.3 and 7.4), on libwebsockets.
  *
- * A hub is one lws context with its own service thread; any number of
- * connections share it. Each connection is opened against a toolbox URL
+ * A hub is one lws context with its own service thread (and a small thread
+ * that ends on_batch_end's holds); any number of connections share it. Each connection is opened against a toolbox URL
  * (http://, https://, ws:// or wss://) with the header lines the REST
  * client sends (Authorization, X-Daytona-SDK-Version, ...), so the proxy and
  * quaverd accept it as they accept the REST calls. TLS verifies the peer
