@@ -31,18 +31,23 @@ def fenv(tmp_path, request):
         create_sandbox(m)
         env["env"] = FilesEnv(m)
 
+    cache = tmp_path / "staging"
+    cache.mkdir(mode=0o700)
     for _ in mount_session(tmp_path / "faults", request, setup, port=free_port(),
-                           env={"XDG_CACHE_HOME": str(tmp_path / "faults" / "cache")}):
+                           fs_options=[f"cache_dir={cache}"]):
         yield env["env"]
 
 
 def staging_base(fenv):
-    return Path(fenv.m.extra_env["XDG_CACHE_HOME"]) / "quaverfs"
+    """-o cache_dir= of the mount (fs-layout.md, the staging directory)."""
+    dirs = [o.split("=", 1)[1] for o in fenv.m.fs_options if o.startswith("cache_dir=")]
+    assert len(dirs) == 1, fenv.m.fs_options
+    return Path(dirs[0])
 
 
 def staging_dir(fenv):
     """Where quaverfs keeps staged writes (fs-layout.md "files/"):
-    $XDG_CACHE_HOME/quaverfs/<one directory per mount>/."""
+    CACHE_DIR/<one directory per mount>/."""
     dirs = [d for d in staging_base(fenv).iterdir() if d.is_dir()]
     assert len(dirs) == 1, f"expected one cache directory of this mount: {dirs}"
     return dirs[0]

@@ -79,6 +79,8 @@
 #define LINGER_MAX_BYTES (1024 * 1024)
 /* Bytes written per lws_write, and per WRITEABLE callback. */
 #define WRITE_CHUNK (64 * 1024)
+/* Bytes lws reads from a socket at once (pt_serv_buf_size). */
+#define RECV_CHUNK (256 * 1024)
 #define WRITE_BURST (16 * WRITE_CHUNK)
 /* How long http_server_stop waits for requests in flight. */
 #define STOP_GRACE_MS 30000
@@ -1390,6 +1392,9 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 	info.timeout_secs_ah_idle = HEADER_TIMEOUT_S;
 	info.keepalive_timeout = KEEPALIVE_IDLE_S;
 	info.count_threads = 1;
+	/* lws reads the socket into this buffer: its 4 KiB default made an upload of 128 MiB
+	 * 32768 recv and as many spool writes. */
+	info.pt_serv_buf_size = RECV_CHUNK;
 	srv->lws = lws_create_context(&info);
 	if (!srv->lws) {
 		rc = -ENOMEM;
