@@ -94,6 +94,10 @@ struct listing {
 	/* Changes made while loading, applied to what the fetch brings (it may predate them). */
 	struct lop *pend;
 	size_t npend;
+	/* The last fetch failed (kept empty for FILES_TTL_MS so waiters take it). */
+	int64_t failed_ms; /* 0: it did not */
+	bool stalled;	   /* no answer in time: asked again within FILES_TTL_MS, fails at once */
+	struct dt_error fail_err;
 };
 
 /* A toolbox handle made with the client in use at the time. */

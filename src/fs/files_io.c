@@ -20,7 +20,18 @@ struct files_handle {
 	struct staged *st;
 	bool writable;
 	bool append;
+	/*
+	 * The last read's download that got no answer in time (guarded by the
+	 * copy's lock). The kernel reads again at once what its readahead failed
+	 * to get, and other reads wait for the copy meanwhile: a read on the
+	 * handle that needs a download within STALLED_READ_MS fails at once with
+	 * that error, so one syscall waits one deadline, not one per FUSE read.
+	 */
+	int64_t stalled_ms; /* 0: none */
+	struct dt_error stalled_err;
 };
+
+#define STALLED_READ_MS 1000
 
 uint64_t files_handle_ino(const struct files_handle *h)
 {
@@ -416,10 +427,21 @@ int files_read(struct files *f, struct files_handle *h, char *buf, size_t size, 
 		served_before = st->served;
 		if (st->complete || off >= st->size) {
 			ret = stage_read(st, NULL, path, buf, size, off, got, err);
+		} else if (h->stalled_ms && now_mono_ms() - h->stalled_ms < STALLED_READ_MS) {
+			/* What is here is served; what is missing is not asked for again. */
+			ret = stage_read(st, NULL, path, buf, size, off, got, err);
+			if (ret < 0) {
+				*err = h->stalled_err;
+				ret = -h->stalled_err.err;
+			}
 		} else {
 			ret = TB_CALL(f, sb_id, err, t,
 				      stage_read(st, t->tb, path, buf, size, off, got, err));
 			fetched = true;
+			if (ret == -ETIMEDOUT && err->transport) {
+				h->stalled_ms = now_mono_ms();
+				h->stalled_err = *err;
+			}
 		}
 		if (ret == 0)
 			ret = check_version(f, h->fn, st, sb_id, path, fetches_before,

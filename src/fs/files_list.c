@@ -295,7 +295,8 @@ static void listing_purge(struct files *f, int64_t now)
 		while (*pp) {
 			struct listing *l = *pp;
 
-			if (l->loading || listing_fresh(l, now)) {
+			if (l->loading || listing_fresh(l, now) ||
+			    (l->failed_ms && now - l->failed_ms < FILES_TTL_MS)) {
 				pp = &l->next;
 				continue;
 			}
@@ -443,10 +444,10 @@ int listing_get(struct files *f, const char *sb_id, const char *dir, bool force,
 {
 	struct dt_file_list list = {0};
 	struct listing *l;
-	int64_t started;
+	int64_t asked = now_mono_ms(), started;
 	int ret;
 
-	listing_purge(f, now_mono_ms());
+	listing_purge(f, asked);
 	for (;;) {
 		struct timespec until;
 
@@ -463,20 +464,38 @@ int listing_get(struct files *f, const char *sb_id, const char *dir, bool force,
 		pthread_cond_timedwait(&f->loaded, &f->lock, &until);
 		if (backend_cancelled())
 			return files_fail(err, EINTR, "interrupted while waiting for a listing");
-		if (l == listing_find(f, sb_id, dir) && !l->loading && l->fetched_ms) {
+		if (l != listing_find(f, sb_id, dir) || l->loading)
+			continue;
+		if (l->fetched_ms) {
 			*out = l;
 			return 0;
+		}
+		if (l->failed_ms >= asked) {
+			/* It failed while this caller waited for it: one syscall, one deadline. */
+			*err = l->fail_err;
+			return -l->fail_err.err;
 		}
 	}
 	if (l && !force && listing_fresh(l, now_mono_ms())) {
 		*out = l;
 		return 0;
 	}
+	if (l && l->stalled && now_mono_ms() - l->failed_ms < FILES_TTL_MS) {
+		/*
+		 * Its fetch got no answer in time just now: the kernel asks again
+		 * after a failed revalidation, and that one must not wait a second
+		 * deadline.
+		 */
+		*err = l->fail_err;
+		return -l->fail_err.err;
+	}
 	if (!l)
 		l = listing_new(f, sb_id, dir);
 	if (!l)
 		return files_fail(err, ENOMEM, "out of memory");
 	l->loading = true;
+	l->failed_ms = 0;
+	l->stalled = false;
 	started = now_mono_ms();
 	l->fetched_ms = started;
 	pthread_mutex_unlock(&f->lock);
@@ -494,6 +513,14 @@ int listing_get(struct files *f, const char *sb_id, const char *dir, bool force,
 		check_loop(f, l);
 		l->fetched_ms = trusted ? started : 0;
 		*out = l;
+	} else if (ret != -EINTR && ret != -ENOMEM) {
+		/* Kept, empty and untrusted, for the callers that waited for it. */
+		listing_clear_entries(l);
+		pend_clear(l);
+		l->fetched_ms = 0;
+		l->failed_ms = now_mono_ms();
+		l->stalled = ret == -ETIMEDOUT && err->transport;
+		l->fail_err = *err;
 	} else {
 		listing_unlink(f, l);
 		listing_free(l);
@@ -516,6 +543,8 @@ void listing_new_empty(struct files *f, const char *sb_id, const char *dir, int6
 	listing_clear_entries(l);
 	l->truncated = false;
 	l->loop = false;
+	l->failed_ms = 0;
+	l->stalled = false;
 	l->fetched_ms = at_ms;
 }
 
