@@ -21,7 +21,7 @@
  * whose request is being handled (so a client close would make poll spin);
  * it keeps no raw copy of the query string; it ends the request line at an
  * encoded CR or LF; it mis-parses pipelined requests that have a body; it
- * sends at most 4 KB per write unless told otherwise, buffers the rest,
+ * caps a send (at its read buffer's size unless told), buffers the rest,
  * and only pretends to complete a transaction while that buffer drains.
  * A request holds an lws header table until its response is out, so at
  * most MAX_HEADER_TABLES requests are in progress at once (more wait for a
@@ -1356,8 +1356,8 @@ struct http_server *http_server_start(const struct http_server_config *cfg, int 
 	 * protocols[0] serves HTTP and the websockets that offer no
 	 * subprotocol; protocols[1] is the catch-all for those that do, named
 	 * per upgrade after the token we echo (ws.h, ws_upgrades). tx_packet_size:
-	 * without it lws sends at most 4 KB per write and copies the rest of
-	 * each WRITE_CHUNK into its own buffer.
+	 * lws sends at most this per write and keeps the rest in a buffer of
+	 * its own (finish() waits for it): a send as large as our WRITE_CHUNK.
 	 */
 	srv->protocols[0] = (struct lws_protocols){.name = "http",
 						   .callback = callback_http,
