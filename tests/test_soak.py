@@ -193,8 +193,8 @@ class Shell:
             self.errors.append(repr(e))
 
 
-# Defects of runs/ (src/fs/runs*.c, helper "runs") the soak finds; the test
-# test_soak_known_runs_defects below states them as expected failures.
+# Defects of runs/ (src/fs/runs*.c) the soak found, since fixed; the test
+# test_soak_known_runs_defects below checks that they stay away.
 KNOWN_LISTER = re.compile(r"cannot open directory '\S+/runs': File exists")
 KNOWN = {"lister": [], "spools": []}
 
@@ -280,6 +280,13 @@ def test_soak(make_mount, tmp_path):
     assert m.listdir("sandboxes") == []
     after = {"quaverfs": settle_measure(fs_pid, base["quaverfs"]),
              "quaverd": settle_measure(qd_pid, base["quaverd"])}
+    # runs/ forgets the sessions of a removed sandbox, and closes their
+    # spools, within a second of its removal (a sweep every 250 ms)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(
+            re.search(r"/#\d+ \(deleted\)$", t) and base_fds["quaverfs"].get(fd) != t
+            for fd, t in fd_targets(fs_pid).items()):
+        time.sleep(0.1)
     report = {k: (base[k], after[k]) for k in base}
     print(f"soak: {SHELLS} shells x {ITERATIONS} iterations "
           f"({sum(s.iterations for s in shells)} in all) and {listings} listings "
@@ -292,7 +299,7 @@ def test_soak(make_mount, tmp_path):
             if base_fds[who].get(fd) == target:
                 continue
             if who == "quaverfs" and re.search(r"/#\d+ \(deleted\)$", target):
-                kinds["spools"].append(target)  # runs/ output spools (KNOWN)
+                kinds["spools"].append(target)  # runs/ output spools (KNOWN: none)
             elif target.startswith("socket:"):
                 kinds["sockets"].append(target)
             else:
@@ -312,11 +319,10 @@ def test_soak(make_mount, tmp_path):
     assert sum(s.iterations for s in shells) == SHELLS * ITERATIONS
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="runs/ (helper runs): the output spools of the sessions of removed "
-                   "sandboxes stay open (one fd per session); opendir of runs/ may fail with "
-                   "EEXIST while sandboxes come and go")
 def test_soak_known_runs_defects():
-    """What test_soak found and set aside: none of it may be there."""
+    """What test_soak found and set aside (once defects of runs/, fixed): the
+    output spools of the sessions of removed sandboxes stayed open (one fd
+    per session); opendir of runs/ failed with EEXIST while sandboxes came
+    and went. None of it may be there."""
     assert not KNOWN["spools"], f"{len(KNOWN['spools'])} spools of removed sandboxes still open"
     assert not KNOWN["lister"], KNOWN["lister"][:5]

@@ -3,7 +3,8 @@
  * execute, code-run and sessions (long-lived shells running commands one
  * after the other). Every call goes through the toolbox handle of
  * daytona.h, so it has the same headers, deadline (request_timeout_ms),
- * retries and cancellation hook as the file calls; a 409 "not started" is
+ * retries and cancellation hook as the file calls; a 409 "not started" (and
+ * any 409 to a GET, which conflicts with nothing: a sandbox going down) is
  * EHOSTDOWN. Each function returns 0, or -errno with @err filled (404
  * ENOENT: no such session or command; 410 EPIPE: the session ended).
  */

@@ -125,6 +125,15 @@ static int request(struct dt_toolbox *tb, enum dt_method method, const char *end
 			err->err = EPIPE;
 			rc = -EPIPE;
 		}
+		/*
+		 * A read (a listing, a session, a command's status) conflicts with
+		 * nothing: its 409, whatever the sentence, is a sandbox going down,
+		 * not something that exists (EEXIST would make opendir say so).
+		 */
+		if (rc == -EEXIST && method == DT_GET && err->http_status == 409) {
+			err->err = EHOSTDOWN;
+			rc = -EHOSTDOWN;
+		}
 	}
 	buf_free(&url);
 	return rc;

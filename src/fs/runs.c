@@ -273,6 +273,8 @@ static int not_started(struct dt_error *err, const struct cobj *o)
 	return runs_fail(err, EHOSTDOWN, "sandbox %s is %s, not started", name, state);
 }
 
+static void sb_forget(struct runs *r, struct rsb *sb);
+
 /* The sandbox's toolbox, once it is started; *@lang (may be NULL): its code language. */
 int runs_sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *lang, size_t lang_size,
 		    struct dt_error *err)
@@ -284,8 +286,10 @@ int runs_sb_toolbox(struct runs *r, struct rsb *sb, struct rtb **out, char *lang
 
 	*out = NULL;
 	ret = cache_refresh(r->fs->cache, OBJ_SANDBOX, sb->id, false, &o, err);
-	if (ret == -ENOENT)
+	if (ret == -ENOENT) {
+		sb_forget(r, sb);
 		return runs_fail(err, ENOENT, "the sandbox is gone");
+	}
 	if (ret < 0)
 		return ret;
 	if (strcmp(cobj_state(o), "started") != 0) {
@@ -358,6 +362,156 @@ bool runs_call_done(struct runs *r, struct rsb *sb, struct rtb *t, int *ret, str
 	cobj_put(o);
 	return false;
 }
+/* ---- sessions that end ------------------------------------------------- */
+
+enum drop_what { DROP_NAMED, DROP_ALL, DROP_UNLISTED };
+
+static bool drop_this(const struct rsess *s, enum drop_what what, const char *name,
+		      int64_t asked_ms, const struct dt_session_list *listed)
+{
+	if (what == DROP_ALL)
+		return true;
+	if (what == DROP_NAMED)
+		return !strcmp(s->name, name);
+	/* A session this mount used after the listing was asked for may be newer than it. */
+	if (s->used_ms >= asked_ms)
+		return false;
+	for (size_t i = 0; i < listed->count; i++)
+		if (!strcmp(listed->items[i].id, s->name))
+			return false;
+	return true;
+}
+
+/*
+ * Forgets sessions of @sb (which: @what, with @name or the sessions still
+ * @listed): their commands stop being followed, readers still waiting get
+ * @errnum, and the spools close once no reader holds them. Without the lock.
+ */
+static void sessions_end(struct runs *r, struct rsb *sb, enum drop_what what, const char *name,
+			 int64_t asked_ms, const struct dt_session_list *listed, int errnum,
+			 const char *why)
+{
+	struct rsess *gone = NULL, *s, **pp;
+
+	pthread_mutex_lock(&r->lock);
+	for (pp = &sb->sessions; (s = *pp);) {
+		if (!drop_this(s, what, name, asked_ms, listed)) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		s->next = gone;
+		gone = s;
+	}
+	pthread_mutex_unlock(&r->lock);
+	while ((s = gone)) {
+		struct rcmd *cmds[RING + 1] = {0};
+
+		gone = s->next;
+		pthread_mutex_lock(&r->lock);
+		memcpy(cmds, s->ring, sizeof(s->ring));
+		cmds[RING] = s->latest;
+		for (size_t i = 0; i <= RING; i++)
+			if (cmds[i]) {
+				cmds[i]->refs++;
+				runs_cmd_unuse_locked(cmds[i]);
+			}
+		pthread_mutex_unlock(&r->lock);
+		for (size_t i = 0; i <= RING; i++) {
+			struct dt_error err = {0};
+
+			if (!cmds[i])
+				continue;
+			runs_fail(&err, errnum, "session %s %s", s->name, why);
+			runs_cmd_finish(cmds[i], false, 0, errnum, &err);
+			pthread_mutex_lock(&r->lock);
+			runs_cmd_unref_locked(cmds[i]);
+			pthread_mutex_unlock(&r->lock);
+		}
+		free(s);
+	}
+}
+
+/* The sandbox is gone: its sessions, their spools and its toolbox go (the record stays). */
+static void sb_forget(struct runs *r, struct rsb *sb)
+{
+	struct rtb *t;
+
+	pthread_mutex_lock(&r->lock);
+	t = sb->tb;
+	sb->tb = NULL;
+	pthread_mutex_unlock(&r->lock);
+	runs_rtb_put(r, t);
+	sessions_end(r, sb, DROP_ALL, NULL, 0, NULL, EIO, "is gone with its sandbox");
+}
+
+/*
+ * The sandboxes this mount keeps something of and the cache no longer has
+ * (removed here or elsewhere, or missing from a listing) are forgotten.
+ * Records are never freed (pointers to them are held without the lock).
+ */
+static void sweep_gone(struct runs *r)
+{
+	struct rsb **held = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct rsb *sb = r->sandboxes; sb; sb = sb->next) {
+		if (!sb->sessions && !sb->tb)
+			continue;
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			struct rsb **grown = realloc(held, c * sizeof(*grown));
+
+			if (!grown)
+				break;
+			held = grown;
+			cap = c;
+		}
+		held[n++] = sb;
+	}
+	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct cobj *o = cache_peek(r->fs->cache, OBJ_SANDBOX, held[i]->id);
+		struct dt_error err = {0};
+
+		/* Not in the cache: the backend says whether it is gone (else it is cached again). */
+		if (!o && cache_refresh(r->fs->cache, OBJ_SANDBOX, held[i]->id, false, &o, &err) ==
+			      -ENOENT) {
+			log_debug("runs: sandbox %s is gone: its sessions are forgotten",
+				  held[i]->id);
+			sb_forget(r, held[i]);
+		}
+		cobj_put(o);
+	}
+	free(held);
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct runs *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->closing) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SWEEP_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->sweep_wake, &r->lock, &until);
+		if (r->closing)
+			break;
+		pthread_mutex_unlock(&r->lock);
+		sweep_gone(r);
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
 /* ---- the tree ----------------------------------------------------------- */
 
 uint64_t runs_root_ino(struct runs *r, const char *sb_id)
@@ -561,10 +715,22 @@ int runs_list(struct runs *r, uint64_t ino, struct runs_dirent **out, size_t *n,
 	if (!sb)
 		return runs_fail(err, ENOMEM, "out of memory");
 	if (dir.kind == RO_ROOT) {
+		int64_t asked_ms = now_mono_ms();
+
 		ret = TB_CALL(r, sb, err, t, dt_session_list(t->tb, &sessions, err));
-		/* Not started: no sessions, nothing to say (walks and file managers go on). */
-		if (ret == -EHOSTDOWN)
+		/*
+		 * Not started: no sessions (stop ends them), nothing to say (walks and
+		 * file managers go on). A listing conflicts with nothing: a 409 is a
+		 * sandbox going down. What is not listed any more is forgotten.
+		 */
+		if (ret == -EHOSTDOWN || (ret < 0 && err->http_status == 409)) {
+			sessions_end(r, sb, DROP_ALL, NULL, 0, NULL, EHOSTDOWN,
+				     "ended: the sandbox is not started");
 			ret = 0;
+		} else if (ret == 0) {
+			sessions_end(r, sb, DROP_UNLISTED, NULL, asked_ms, &sessions, EIO,
+				     "is gone");
+		}
 		for (size_t i = 0; ret == 0 && i < sessions.count; i++) {
 			const char *name = sessions.items[i].id;
 
@@ -686,10 +852,8 @@ int runs_mkdir(struct runs *r, uint64_t parent, const char *name, struct runs_en
 
 int runs_rmdir(struct runs *r, uint64_t parent, const char *name, struct dt_error *err)
 {
-	struct rcmd *ring[RING + 1] = {0};
 	struct robj dir;
 	struct rsb *sb;
-	struct rsess *s, **pp;
 	int node, ret;
 
 	if (!runs_obj_of(r, parent, &dir, &node))
@@ -705,36 +869,7 @@ int runs_rmdir(struct runs *r, uint64_t parent, const char *name, struct dt_erro
 	if (ret < 0)
 		return ret;
 	/* Its commands stop being followed; readers still waiting are told. */
-	pthread_mutex_lock(&r->lock);
-	for (pp = &sb->sessions; (s = *pp); pp = &s->next)
-		if (!strcmp(s->name, name))
-			break;
-	if (s) {
-		*pp = s->next;
-		memcpy(ring, s->ring, sizeof(s->ring));
-		ring[RING] = s->latest;
-		for (size_t i = 0; i <= RING; i++)
-			if (ring[i])
-				ring[i]->refs++;
-		for (size_t i = 0; i < RING; i++)
-			if (s->ring[i])
-				runs_cmd_unuse_locked(s->ring[i]);
-		if (s->latest)
-			runs_cmd_unuse_locked(s->latest);
-		free(s);
-	}
-	pthread_mutex_unlock(&r->lock);
-	for (size_t i = 0; i <= RING; i++) {
-		struct dt_error gone = {0};
-
-		if (!ring[i])
-			continue;
-		runs_fail(&gone, EIO, "session %s was removed", name);
-		runs_cmd_finish(ring[i], false, 0, EIO, &gone);
-		pthread_mutex_lock(&r->lock);
-		runs_cmd_unref_locked(ring[i]);
-		pthread_mutex_unlock(&r->lock);
-	}
+	sessions_end(r, sb, DROP_NAMED, name, 0, NULL, EIO, "was removed");
 	return 0;
 }
 /* ---- the context -------------------------------------------------------- */
@@ -751,6 +886,18 @@ int runs_new(struct qfs *fs, const char *spool_dir, struct runs **out)
 		 spool_dir && spool_dir[0] ? spool_dir : "/tmp");
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->followers_done, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&r->sweep_wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	/* Without it the records of removed sandboxes stay (and their spools open). */
+	r->sweeper_started = pthread_create(&r->sweeper, NULL, sweeper_main, r) == 0;
+	if (!r->sweeper_started)
+		log_warn("runs/: no sweeper thread: sessions of removed sandboxes stay");
 	*out = r;
 	return 0;
 }
@@ -769,6 +916,11 @@ void runs_free(struct runs *r)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->closing = true;
+	pthread_cond_signal(&r->sweep_wake);
+	pthread_mutex_unlock(&r->lock);
+	if (r->sweeper_started)
+		pthread_join(r->sweeper, NULL);
+	pthread_mutex_lock(&r->lock);
 	r->wake = NULL;
 	for (struct rsb *sb = r->sandboxes; sb; sb = sb->next)
 		for (struct rsess *s = sb->sessions; s; s = s->next)
@@ -803,5 +955,6 @@ void runs_free(struct runs *r)
 	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->followers_done);
+	pthread_cond_destroy(&r->sweep_wake);
 	free(r);
 }

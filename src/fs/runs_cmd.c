@@ -48,11 +48,14 @@ struct rsess *runs_sess_get(struct rsb *sb, const char *name)
 {
 	struct rsess *s = runs_sess_find(sb, name);
 
-	if (s)
+	if (s) {
+		s->used_ms = now_mono_ms();
 		return s;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
+	s->used_ms = now_mono_ms();
 	s->sb = sb;
 	copy_str(s->name, sizeof(s->name), name);
 	s->next = sb->sessions;

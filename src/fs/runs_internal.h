@@ -41,6 +41,8 @@ enum robj_kind { RO_ROOT = 1, RO_SESSION, RO_CMD };
 #define CODE_MAX (16u << 20)
 /* Transport failures in a row before a follower gives up (quaverd gone). */
 #define TRANSPORT_TRIES 2
+/* How often the records of sandboxes that are gone are looked for (and freed). */
+#define SWEEP_MS 250
 
 struct robj {
 	enum robj_kind kind;
@@ -66,6 +68,7 @@ struct rsess {
 	struct rcmd *latest; /* the last command run here (a reference) */
 	struct rcmd *ring[RING];
 	size_t ring_next;
+	int64_t used_ms; /* when a command was last run or looked up here (now_mono_ms) */
 	struct rsess *next;
 };
 
@@ -110,6 +113,9 @@ struct runs {
 	size_t nobjs, cap;
 	struct robj *hash[HASH_BUCKETS];
 	struct rsb *sandboxes;
+	pthread_t sweeper; /* frees what sandboxes that are gone leave (runs.c) */
+	bool sweeper_started;
+	pthread_cond_t sweep_wake;
 };
 
 struct runs_handle {
