@@ -218,3 +218,41 @@ def test_ctrl_c_ends_a_waiting_call_within_a_second(fe):
     assert m.read("sandboxes/c/labels/k") == "v3\n"
     assert m.sh("cat sandboxes/c/runs/sh2/exit sandboxes/c/runs/sh2/output").stdout == "0\nhi\n"
     assert fe.qd.get("sandbox", "new") is None
+
+
+def test_files_syscalls_reuse_the_sandbox_record_at_latency(fe):
+    """At 300 ms a request, a files/ syscall on an open file or directory
+    does not ask for the sandbox record again once it is a second old (the
+    kernel's lookups of sandboxes/NAME do, once a second): files/ reuses it
+    while a few seconds fresh, so each toolbox call costs one round trip. A
+    stop through the mount is seen at once."""
+    m, px = fe.m, fe.px
+    m.expect_fs_log(r"sandbox rec is stopped")
+    m.sh("mkdir sandboxes/rec && mkdir -p sandboxes/rec/files/tmp/a")
+    (fe.storage("rec") / "tmp" / "a" / "f.txt").write_text("hello\n")
+    s_id = fe.sandbox_id("rec")
+    fe.flush()
+    px.latency_ms = 300
+    fd = os.open(m.path("sandboxes/rec/files/tmp/a/f.txt"), os.O_RDONLY)
+    dfd = os.open(m.path("sandboxes/rec/files/tmp"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        time.sleep(1.2)  # the record is over a second old now
+        t0 = time.monotonic()
+        assert os.pread(fd, 100, 0) == b"hello\n"
+        assert os.listdir(dfd) == ["a"]
+        took = time.monotonic() - t0
+    finally:
+        os.close(fd)
+        os.close(dfd)
+        px.latency_ms = 0
+    asked = [(round(e[0] - t0, 2), e[1], e[2]) for e in px.log if e[0] >= t0]
+    print(f"read + readdir at 300 ms: {took:.2f} s, requests {asked}")
+    records = [a for a in asked if a[2].startswith(f"/api/sandbox/{s_id}")]
+    toolbox = [a for a in asked if a[2].startswith(f"/toolbox/{s_id}/files")]
+    assert not records, asked
+    # the download, and what the kernel asks for the attributes (over a second old)
+    assert 1 <= len(toolbox) <= 3, asked
+    # a stop through the mount is seen at once, without waiting for the record
+    m.write("sandboxes/rec/state", "stop\n")
+    err, _, _ = call(timed, lambda: os.stat(m.path("sandboxes/rec/files/tmp/a/zz")))
+    assert err == errno.EHOSTDOWN, errname(err)

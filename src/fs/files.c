@@ -568,6 +568,45 @@ out:
 	return ret;
 }
 
+/*
+ * How long files/ goes on using a sandbox record it holds, without asking
+ * for it again, to reach the toolbox. One syscall makes several toolbox
+ * calls (a cat: lookups, info, download, info), and asking for the record
+ * again once it is FILES_TTL_MS old made a cat at 500 ms of latency take 16
+ * round trips. The record only says where the toolbox is and that the
+ * sandbox is started: what this mount changes replaces or drops it (a state
+ * change, flush), a toolbox that refuses a stopped sandbox has it fetched
+ * again (files_call_done), and so does a transfer that failed.
+ */
+#define TOOLBOX_RECORD_MS 5000
+
+/* The toolbox handle for a started @sb_id whose record is recent enough, or NULL. Takes a ref. */
+static struct tbref *toolbox_known(struct files *f, const char *sb_id, struct dt_client *client)
+{
+	struct cobj *o = cache_peek(f->fs->cache, OBJ_SANDBOX, sb_id);
+	struct tbref *t = NULL;
+
+	if (!o)
+		return NULL;
+	if (o->fetched_ms && now_mono_ms() - o->fetched_ms < TOOLBOX_RECORD_MS &&
+	    strcmp(cobj_state(o), "started") == 0) {
+		pthread_mutex_lock(&f->lock);
+		for (size_t i = 0; i < f->ntbs; i++) {
+			struct tbref *c = f->tbs[i];
+
+			if (strcmp(c->sb_id, sb_id) == 0 && c->client == client && !c->stale &&
+			    tbref_url_current(c, &o->sb)) {
+				t = c;
+				__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+				break;
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	cobj_put(o);
+	return t;
+}
+
 int files_toolbox(struct files *f, const char *sb_id, struct tbref **out, struct dt_error *err)
 {
 	struct dt_client *client = backend_client(f->fs->bk);
@@ -576,7 +615,9 @@ int files_toolbox(struct files *f, const char *sb_id, struct tbref **out, struct
 	size_t i;
 	int ret;
 
-	*out = NULL;
+	*out = toolbox_known(f, sb_id, client);
+	if (*out)
+		return 0;
 	ret = cache_refresh(f->fs->cache, OBJ_SANDBOX, sb_id, false, &o, err);
 	if (ret == -ENOENT)
 		return files_fail(err, ENOENT, "the sandbox is gone");
@@ -671,6 +712,11 @@ int files_call_done(struct files *f, struct tbref *t, int ret, struct dt_error *
 		pthread_mutex_unlock(&f->lock);
 		cache_mark_stale(f->fs->cache, OBJ_SANDBOX, t->sb_id);
 		*retry = true;
+		return ret;
+	}
+	if (ret < 0 && err->transport) {
+		/* The toolbox may have moved (a start or restore elsewhere): ask next time. */
+		cache_mark_stale(f->fs->cache, OBJ_SANDBOX, t->sb_id);
 		return ret;
 	}
 	if (ret >= 0 || (err->http_status != 409 && err->http_status < 500))
