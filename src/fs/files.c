@@ -724,8 +724,12 @@ int files_call_done(struct files *f, struct tbref *t, int ret, struct dt_error *
 	/* The toolbox refuses a sandbox that stopped meanwhile: say so. */
 	cache_mark_stale(f->fs->cache, OBJ_SANDBOX, t->sb_id);
 	if (cache_refresh(f->fs->cache, OBJ_SANDBOX, t->sb_id, false, &o, &again) == 0 &&
-	    strcmp(cobj_state(o), "started") != 0)
-		ret = not_started(err, o);
+	    strcmp(cobj_state(o), "started") != 0) {
+		if (f->autostart)
+			*retry = true; /* stopped elsewhere: files_toolbox starts it */
+		else
+			ret = not_started(err, o);
+	}
 	cobj_put(o);
 	return ret;
 }
