@@ -203,9 +203,6 @@ def test_quaverd_killed_under_waiting_readers(fe):
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="terminals (helper terms, src/daytona/dt_ws.c): libwebsockets "
-                   "drops a handshake without answer after 5 s, which gives EIO ('the connection "
-                   "closed during the handshake'), not fs-layout.md's ETIMEDOUT at 10 s")
 def test_handshake_without_answer_is_etimedout():
     """fs-layout.md: no websocket handshake within 10 s is ETIMEDOUT at open
     (measured by the test above)."""

@@ -35,6 +35,8 @@
 #define RX_BUFFER 65536
 /* lws receives this much per read of the socket (its default, 4 KiB, made a read per 4 KiB). */
 #define RECV_BUFFER (256 * 1024)
+/* Longer than any deadline of ours, so lws never ends a wait before we do. */
+#define LWS_TIMEOUT_S 120
 #define REASON_MAX 123
 
 enum ws_state {
@@ -699,6 +701,13 @@ struct dt_ws_hub *dt_ws_hub_new(struct dt_client *c, struct dt_error *err)
 	info.retry_and_idle_policy = &hub->retry;
 	/* lws receives into this buffer: its 4 KiB default made a recv per 4 KiB of a flood */
 	info.pt_serv_buf_size = RECV_BUFFER;
+	/*
+	 * Our own deadlines (dt_ws_connect's, the pings) end every wait; lws's
+	 * 5 s default would cut a slow handshake first and turn fs-layout.md's
+	 * ETIMEDOUT into a "closed during the handshake" EIO.
+	 */
+	info.timeout_secs = LWS_TIMEOUT_S;
+	info.connect_timeout_secs = LWS_TIMEOUT_S;
 	hub->lws = lws_create_context(&info);
 	if (!hub->lws) {
 		dt_error_set(err, EIO, 0, "websocket", "libwebsockets failed to start");
