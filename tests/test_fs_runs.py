@@ -438,6 +438,85 @@ def test_volume_subpaths(rm):
         rm.sh(f"rmdir sandboxes/{name}")
 
 
+def spools(pid):
+    """The unlinked files of its cache dir quaverfs @pid has open (runs/ output
+    spools among them), as {fd: target}."""
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.endswith(" (deleted)") and ("/#" in target or "/runs-" in target):
+            found[fd] = target
+    return found
+
+
+def still_open(pid, kept, timeout=3.0):
+    """Which of @kept ({fd: target}) @pid still has open after up to @timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = spools(pid)
+        left = {fd: t for fd, t in kept.items() if now.get(fd) == t}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@bounded(90)
+def test_what_a_session_kept_goes_with_it_and_its_sandbox(rm):
+    """The followers and spooled output this mount keeps of a session go when
+    the session is removed, and within a second of its sandbox's removal:
+    a mount that outlives many sandboxes keeps no file open for them."""
+    pid = rm.proc.pid
+    create_sandbox(rm, "gone")
+    runs = rm.path("sandboxes", "gone", "runs")
+    kept = {}
+    for name in ("a", "b", "c"):
+        before = spools(pid)
+        os.mkdir(runs / name)
+        assert run_cmd(runs / name, f"echo {name}; echo again-{name}") == (
+            f"{name}\nagain-{name}\n", 0)
+        mine = {fd: t for fd, t in spools(pid).items() if before.get(fd) != t}
+        assert mine, f"no spool seen for session {name}"
+        kept[name] = mine
+    assert run_cmd(runs / "a", "echo second") == ("second\n", 0)
+    os.rmdir(runs / "c")
+    assert not still_open(pid, kept["c"])
+    rm.sh("rmdir sandboxes/gone")
+    assert not still_open(pid, {**kept["a"], **kept["b"]})
+
+
+@bounded(90)
+def test_a_stopping_sandbox_lists_no_session_never_eexist(rm):
+    """ls runs/ while the sandbox stops: its sessions, or none; never an
+    error that says something exists (the toolbox's 409 to a read)."""
+    create_sandbox(rm, "stp")
+    runs = rm.path("sandboxes", "stp", "runs")
+    os.mkdir(runs / "x")
+    seen, stop = [], threading.Event()
+
+    def lister():
+        while not stop.is_set():
+            try:
+                seen.append(tuple(os.listdir(runs)))
+            except OSError as e:
+                seen.append(errno.errorcode.get(e.errno, str(e.errno)))
+
+    t = threading.Thread(target=lister, daemon=True)
+    t.start()
+    try:
+        rm.write("sandboxes/stp/state", "stop\n")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        t.join(30)
+    assert rm.read("sandboxes", "stp", "state") == "stopped\n"
+    assert os.listdir(runs) == []
+    assert set(seen) <= {("x",), (), "ENOENT"}, sorted(set(map(str, seen)))
+    rm.sh("rmdir sandboxes/stp")
+
+
 # ---- faults (last: it kills the module's quaverd) ----------------------------------------
 
 
