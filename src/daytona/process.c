@@ -691,7 +691,8 @@ void dt_log_demux_feed(struct dt_log_demux *d, const char *data, size_t len, dt_
 			break;
 		}
 		i++;
-		if (d->nheld == 2) {
+		if (d->nheld >= sizeof(d->held)) {
+			/* three alike: a whole marker */
 			d->stream = d->held[0];
 			d->nheld = 0;
 		} else {
