@@ -198,6 +198,13 @@ struct dt_client *dt_toolbox_client(struct dt_toolbox *tb);
 /* dt_transfer_run for the toolbox: a 409 "not started" is EHOSTDOWN, not EEXIST. */
 int dt_toolbox_run(struct dt_toolbox *tb, struct dt_transfer *t, struct dt_response *resp,
 		   struct dt_error *err);
+/*
+ * One toolbox request (dt_toolbox_url, then dt_toolbox_run) whose answer is
+ * small (JSON or empty) and kept in @resp; @query and @body may be NULL.
+ */
+int dt_toolbox_request(struct dt_toolbox *tb, enum dt_method method, const char *endpoint,
+		       const char *const *query, const char *body, const char *what,
+		       struct dt_response *resp, struct dt_error *err);
 /* Which upload the daemon has: 0 not known yet, 1 upload-v2, -1 only bulk-upload. */
 int dt_toolbox_upload_mode(struct dt_toolbox *tb);
 void dt_toolbox_set_upload_mode(struct dt_toolbox *tb, int mode);

@@ -35,9 +35,8 @@ static int pty_request(struct dt_toolbox *tb, enum dt_method method, const char 
 		       const char *tail, const char *body, const char *what, cJSON **out,
 		       struct dt_error *err)
 {
-	struct dt_transfer t = {0};
 	struct dt_response resp = {0};
-	struct buf endpoint = BUF_INIT, url = BUF_INIT;
+	struct buf endpoint = BUF_INIT;
 	int rc;
 
 	if (out)
@@ -48,20 +47,11 @@ static int pty_request(struct dt_toolbox *tb, enum dt_method method, const char 
 		return rc == -ENOMEM ? dt_error_set(err, ENOMEM, 0, what, "out of memory")
 				     : dt_error_set(err, EINVAL, 0, what, "invalid terminal id");
 	}
-	rc = dt_toolbox_url(tb, &url, endpoint.data, NULL, what, err);
-	if (rc == 0) {
-		t.method = method;
-		t.url = url.data;
-		t.what = what;
-		t.body = body;
-		t.body_len = body ? strlen(body) : 0;
-		rc = dt_toolbox_run(tb, &t, &resp, err);
-	}
+	rc = dt_toolbox_request(tb, method, endpoint.data, NULL, body, what, &resp, err);
 	if (rc == 0 && out && resp.body.len)
 		rc = dt_parse_json(resp.body.data, resp.body.len, what, out, err);
 	dt_response_free(&resp);
 	buf_free(&endpoint);
-	buf_free(&url);
 	return rc;
 }
 

@@ -109,33 +109,21 @@ static int request(struct dt_toolbox *tb, enum dt_method method, const char *end
 		   const char *body, const char *what, struct dt_response *resp,
 		   struct dt_error *err)
 {
-	struct dt_transfer t = {0};
-	struct buf url = BUF_INIT;
-	int rc;
+	int rc = dt_toolbox_request(tb, method, endpoint, NULL, body, what, resp, err);
 
-	rc = dt_toolbox_url(tb, &url, endpoint, NULL, what, err);
-	if (rc == 0) {
-		t.method = method;
-		t.url = url.data;
-		t.what = what;
-		t.body = body;
-		t.body_len = body ? strlen(body) : 0;
-		rc = dt_toolbox_run(tb, &t, resp, err);
-		if (rc && err->http_status == 410) {
-			err->err = EPIPE;
-			rc = -EPIPE;
-		}
-		/*
-		 * A read (a listing, a session, a command's status) conflicts with
-		 * nothing: its 409, whatever the sentence, is a sandbox going down,
-		 * not something that exists (EEXIST would make opendir say so).
-		 */
-		if (rc == -EEXIST && method == DT_GET && err->http_status == 409) {
-			err->err = EHOSTDOWN;
-			rc = -EHOSTDOWN;
-		}
+	if (rc && err->http_status == 410) {
+		err->err = EPIPE;
+		rc = -EPIPE;
 	}
-	buf_free(&url);
+	/*
+	 * A read (a listing, a session, a command's status) conflicts with
+	 * nothing: its 409, whatever the sentence, is a sandbox going down,
+	 * not something that exists (EEXIST would make opendir say so).
+	 */
+	if (rc == -EEXIST && method == DT_GET && err->http_status == 409) {
+		err->err = EHOSTDOWN;
+		rc = -EHOSTDOWN;
+	}
 	return rc;
 }
 

@@ -232,10 +232,9 @@ static void describe(char *out, size_t size, const char *verb, const char *path)
 	snprintf(out, size, "%s %s", verb, path ? path : "");
 }
 
-/* One toolbox request with a small JSON (or empty) answer kept in @resp. */
-static int tb_request(struct dt_toolbox *tb, enum dt_method method, const char *endpoint,
-		      const char *const *query, const char *body, const char *what,
-		      struct dt_response *resp, struct dt_error *err)
+int dt_toolbox_request(struct dt_toolbox *tb, enum dt_method method, const char *endpoint,
+		       const char *const *query, const char *body, const char *what,
+		       struct dt_response *resp, struct dt_error *err)
 {
 	struct dt_transfer t = {0};
 	struct buf url = BUF_INIT;
@@ -262,7 +261,7 @@ static int tb_request_json(struct dt_toolbox *tb, enum dt_method method, const c
 	int rc;
 
 	*out = NULL;
-	rc = tb_request(tb, method, endpoint, query, body, what, &resp, err);
+	rc = dt_toolbox_request(tb, method, endpoint, query, body, what, &resp, err);
 	if (rc == 0 && resp.body.len == 0)
 		rc = dt_error_set(err, EIO, (int)resp.status, what,
 				  "the server sent an empty answer");
@@ -286,7 +285,7 @@ int dt_fs_list(struct dt_toolbox *tb, const char *path, struct dt_file_list *out
 	rc = check_path(path, what, err);
 	if (rc)
 		return rc;
-	rc = tb_request(tb, DT_GET, "/files", query, NULL, what, &resp, err);
+	rc = dt_toolbox_request(tb, DT_GET, "/files", query, NULL, what, &resp, err);
 	if (rc == 0)
 		rc = dt_file_list_parse(resp.body.data ? resp.body.data : (char *)"", resp.body.len,
 					what, out, err);
@@ -311,7 +310,7 @@ int dt_fs_info(struct dt_toolbox *tb, const char *path, struct dt_file_info *out
 	rc = check_path(path, what, err);
 	if (rc)
 		return rc;
-	rc = tb_request(tb, DT_GET, "/files/info", query, NULL, what, &resp, err);
+	rc = dt_toolbox_request(tb, DT_GET, "/files/info", query, NULL, what, &resp, err);
 	if (rc == 0)
 		rc = dt_file_info_parse(resp.body.data ? resp.body.data : (char *)"", resp.body.len,
 					what, out, err);
@@ -340,7 +339,7 @@ int dt_fs_mkdir_info(struct dt_toolbox *tb, const char *path, mode_t mode,
 	if (rc)
 		return rc;
 	snprintf(octal, sizeof(octal), "%04o", (unsigned)(mode & 07777));
-	rc = tb_request(tb, DT_POST, "/files/folder", query, NULL, what, &resp, err);
+	rc = dt_toolbox_request(tb, DT_POST, "/files/folder", query, NULL, what, &resp, err);
 	/* quaverd answers with the directory's FileInfo; Daytona with nothing. */
 	if (rc == 0 && info && have_info && resp.body.len && resp.body.data &&
 	    memmem(resp.body.data, resp.body.len, "\"modifiedAt\"", 12)) {
@@ -373,7 +372,7 @@ int dt_fs_delete(struct dt_toolbox *tb, const char *path, bool recursive, struct
 	rc = check_path(path, what, err);
 	if (rc)
 		return rc;
-	return tb_request(tb, DT_DELETE, "/files", query, NULL, what, NULL, err);
+	return dt_toolbox_request(tb, DT_DELETE, "/files", query, NULL, what, NULL, err);
 }
 
 int dt_fs_move(struct dt_toolbox *tb, const char *source, const char *destination,
@@ -390,15 +389,15 @@ int dt_fs_move(struct dt_toolbox *tb, const char *source, const char *destinatio
 		rc = check_path(destination, what, err);
 	if (rc)
 		return rc;
-	return tb_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
+	return dt_toolbox_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
 }
 
 int dt_fs_move_over(struct dt_toolbox *tb, const char *source, const char *destination,
 		    struct dt_error *err)
 {
 	DT_ERR_GUARD(err);
-	const char *query[] = {"source", source, "destination", destination, "overwrite", "true",
-			       NULL};
+	const char *query[] = {"source",    source, "destination", destination,
+			       "overwrite", "true", NULL};
 	char what[256];
 	int rc;
 
@@ -408,7 +407,7 @@ int dt_fs_move_over(struct dt_toolbox *tb, const char *source, const char *desti
 		rc = check_path(destination, what, err);
 	if (rc)
 		return rc;
-	return tb_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
+	return dt_toolbox_request(tb, DT_POST, "/files/move", query, NULL, what, NULL, err);
 }
 
 int dt_fs_set_permissions(struct dt_toolbox *tb, const char *path, int mode, const char *owner,
@@ -440,7 +439,7 @@ int dt_fs_set_permissions(struct dt_toolbox *tb, const char *path, int mode, con
 		query[n++] = group;
 	}
 	query[n] = NULL;
-	return tb_request(tb, DT_POST, "/files/permissions", query, NULL, what, NULL, err);
+	return dt_toolbox_request(tb, DT_POST, "/files/permissions", query, NULL, what, NULL, err);
 }
 
 void dt_fs_match_list_clear(struct dt_fs_match_list *l)
@@ -669,7 +668,7 @@ static int info_string(struct dt_toolbox *tb, const char *endpoint, const char *
 
 	*out = NULL;
 	snprintf(what, sizeof(what), "toolbox %s", endpoint + 1);
-	rc = tb_request(tb, DT_GET, endpoint, NULL, NULL, what, &resp, err);
+	rc = dt_toolbox_request(tb, DT_GET, endpoint, NULL, NULL, what, &resp, err);
 	if (rc)
 		goto done;
 	root = resp.body.len ? cJSON_ParseWithLength(resp.body.data, resp.body.len) : NULL;
