@@ -351,29 +351,43 @@ static int build_root(struct store *st, struct sandbox *sb, struct snapshot *sna
 /* ---- the jobs of cloud-like mode (store_config.lasting_lifecycle) --------- */
 
 /*
- * "creating" -> "started" once the delay has passed: the tree was built
- * before the create answered, so the state lasts the delay and no more,
- * however slow the disk is.
+ * "started", with the sandbox's processes running; when they cannot start,
+ * the sandbox goes to error with the reason. The op mutex is held. Returns
+ * store_runtime_start's answer.
  */
-static void job_create(struct store *st, void *arg)
+static int set_started(struct store *st, struct sandbox *sb)
+{
+	int rc;
+
+	set_state(st, sb, SB_STARTED, SB_STARTED);
+	rc = store_runtime_start(st, sb);
+	if (rc < 0) {
+		pthread_mutex_lock(&st->lock);
+		set_error_locked(st, sb, "its processes did not start");
+		pthread_mutex_unlock(&st->lock);
+	}
+	return rc;
+}
+
+/*
+ * "creating" or "starting" -> "started" once the delay has passed. A
+ * create built its tree before it answered, so the state lasts the delay
+ * and no more, however slow the disk is.
+ */
+static void job_start(struct store *st, void *arg)
 {
 	struct sandbox *sb = arg;
 
 	store_sleep_until(st, now_mono_ms() + st->cfg.lifecycle_delay_ms);
 	pthread_mutex_lock(&sb->op);
-	set_state(st, sb, SB_STARTED, SB_STARTED);
-	if (store_runtime_start(st, sb) < 0) {
-		pthread_mutex_lock(&st->lock);
-		set_error_locked(st, sb, "its processes did not start");
-		pthread_mutex_unlock(&st->lock);
-	}
+	set_started(st, sb);
 	sb_save(st, sb);
 	pthread_mutex_unlock(&sb->op);
 	store_job_done(st, &sb->job);
 	sb_put(st, sb);
 }
 
-/* Hands a new record (op mutex held, state creating, tree built) to job_create. */
+/* Hands a new record (op mutex held, state creating, tree built) to job_start. */
 static int spawn_create(struct store *st, struct sandbox *sb)
 {
 	int rc;
@@ -382,7 +396,7 @@ static int spawn_create(struct store *st, struct sandbox *sb)
 	sb->job = true;
 	sb->refs++;
 	pthread_mutex_unlock(&st->lock);
-	rc = store_spawn(st, job_create, sb);
+	rc = store_spawn(st, job_start, sb);
 	if (rc < 0) {
 		pthread_mutex_lock(&st->lock);
 		sb->job = false;
@@ -390,25 +404,6 @@ static int spawn_create(struct store *st, struct sandbox *sb)
 		pthread_mutex_unlock(&st->lock);
 	}
 	return rc;
-}
-
-/* "starting" -> "started" once the delay has passed and the processes run. */
-static void job_start(struct store *st, void *arg)
-{
-	struct sandbox *sb = arg;
-
-	store_sleep_until(st, now_mono_ms() + st->cfg.lifecycle_delay_ms);
-	pthread_mutex_lock(&sb->op);
-	set_state(st, sb, SB_STARTED, SB_STARTED);
-	if (store_runtime_start(st, sb) < 0) {
-		pthread_mutex_lock(&st->lock);
-		set_error_locked(st, sb, "its processes did not start");
-		pthread_mutex_unlock(&st->lock);
-	}
-	sb_save(st, sb);
-	pthread_mutex_unlock(&sb->op);
-	store_job_done(st, &sb->job);
-	sb_put(st, sb);
 }
 
 /* "stopping" -> "stopped" (the processes were stopped before); ephemeral: deleted. */
@@ -629,13 +624,7 @@ int store_sandbox_create(struct store *st, const struct store_sandbox_create *re
 		sb_put(st, sb);
 		return 0;
 	}
-	set_state(st, sb, SB_STARTED, SB_STARTED);
-	rc = store_runtime_start(st, sb);
-	if (rc < 0) {
-		pthread_mutex_lock(&st->lock);
-		set_error_locked(st, sb, "its processes did not start");
-		pthread_mutex_unlock(&st->lock);
-	}
+	rc = set_started(st, sb);
 	sb_save(st, sb);
 	pthread_mutex_unlock(&sb->op);
 	sb_copy_out(st, sb, out);
@@ -770,12 +759,7 @@ static void job_restore(struct store *st, void *arg)
 	store_sleep_until(st, start + st->cfg.transition_delay_ms);
 	pthread_mutex_lock(&sb->op);
 	if (rc == 0) {
-		set_state(st, sb, SB_STARTED, SB_STARTED);
-		if (store_runtime_start(st, sb) < 0) {
-			pthread_mutex_lock(&st->lock);
-			set_error_locked(st, sb, "its processes did not start");
-			pthread_mutex_unlock(&st->lock);
-		}
+		set_started(st, sb);
 		if (sb_save(st, sb) == 0)
 			unlink(tar); /* only once the record no longer needs it */
 	} else {
@@ -1026,12 +1010,7 @@ static int sb_recover(struct store *st, struct sandbox *sb, bool skip_start, str
 	if (skip_start) {
 		set_state(st, sb, SB_STOPPED, SB_STOPPED);
 	} else {
-		set_state(st, sb, SB_STARTED, SB_STARTED);
-		if (store_runtime_start(st, sb) < 0) {
-			pthread_mutex_lock(&st->lock);
-			set_error_locked(st, sb, "its processes did not start");
-			pthread_mutex_unlock(&st->lock);
-		}
+		set_started(st, sb);
 	}
 	rc = sb_save(st, sb);
 	if (rc < 0)
