@@ -31,11 +31,13 @@ struct coll {
 	bool ever_listed;
 	pthread_mutex_t walk_lock;
 	/*
-	 * The last walk that failed (not interrupted): when it ended and why.
-	 * A caller that waited for it fails with it instead of walking again,
-	 * so a backend without answer costs it one deadline, not two.
+	 * Walks that failed (not interrupted), counted, and why the last did.
+	 * A caller that waited for one fails with it instead of walking again,
+	 * so a backend without answer costs it one deadline, not two. A count,
+	 * not a time: a caller that comes in the millisecond a failure ended did
+	 * not wait for it.
 	 */
-	int64_t walk_failed_ms;
+	uint64_t walk_failures;
 	struct dt_error walk_err;
 };
 
@@ -492,11 +494,13 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	struct gone_list gone = {0};
 	struct cobj **objs = NULL;
 	size_t nobjs = 0;
+	uint64_t failures_before;
 	int64_t started;
 	int ret;
 
-	int64_t asked = now_mono_ms();
-
+	pthread_mutex_lock(&c->lock);
+	failures_before = co->walk_failures;
+	pthread_mutex_unlock(&c->lock);
 	ret = lock_walk(co, err);
 	if (ret < 0)
 		return ret;
@@ -506,7 +510,7 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 		pthread_mutex_unlock(&c->lock);
 		goto out;
 	}
-	if (co->walk_failed_ms >= asked) { /* failed while this caller waited for it */
+	if (co->walk_failures != failures_before) { /* failed while this caller waited for it */
 		*err = co->walk_err;
 		ret = -co->walk_err.err;
 		pthread_mutex_unlock(&c->lock);
@@ -519,7 +523,7 @@ int cache_list(struct cache *c, enum obj_type t, struct cobj ***items, size_t *n
 	if (ret < 0) {
 		if (ret != -EINTR && ret != -ENOMEM) {
 			pthread_mutex_lock(&c->lock);
-			co->walk_failed_ms = now_mono_ms();
+			co->walk_failures++;
 			co->walk_err = *err;
 			pthread_mutex_unlock(&c->lock);
 		}
